@@ -1,0 +1,99 @@
+"""Overlay pictures: the image with coloured masks and their names, in display orientation.
+
+Volumes with geometry are shown as axial slices in radiological convention (patient right on the
+image left, anterior at the top); pictures without geometry are shown as stored.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+PALETTE = [
+    (230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180),
+    (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 190), (0, 128, 128), (230, 190, 255),
+    (170, 110, 40), (255, 250, 200), (128, 0, 0), (170, 255, 195), (128, 128, 0), (255, 215, 180),
+]
+
+
+def color_for(i: int) -> tuple[int, int, int]:
+    return PALETTE[i % len(PALETTE)]
+
+
+def display_transform(image):
+    """Return (to_display, from_display): functions mapping an (X, Y, Z[, C]) array to the display
+    volume (axes: columns, rows, slices) and back. Identity for images without geometry."""
+    import nibabel as nib
+    from nibabel import orientations as no
+
+    if not image.has_geometry or image.ndim == 2:
+        return (lambda a: a), (lambda a: a)
+    ornt = no.ornt_transform(no.io_orientation(image.affine), no.axcodes2ornt(("L", "P", "S")))
+    inv = no.ornt_transform(no.axcodes2ornt(("L", "P", "S")), no.io_orientation(image.affine))
+
+    def fwd(a):
+        return no.apply_orientation(a, ornt) if a.ndim >= 3 else a
+
+    def back(a):
+        return no.apply_orientation(a, inv) if a.ndim >= 3 else a
+
+    del nib
+    return fwd, back
+
+
+def _to_rgb(slice_unit: np.ndarray) -> np.ndarray:
+    """(X, Y) or (X, Y, 3) in [0,1] -> (rows, cols, 3) uint8."""
+    s = np.clip(slice_unit, 0, 1)
+    if s.ndim == 2:
+        s = np.repeat(s[..., None], 3, axis=2)
+    return (np.moveaxis(s, 0, 1) * 255).astype(np.uint8)
+
+
+def _outline(m: np.ndarray) -> np.ndarray:
+    from scipy import ndimage
+
+    return m & ~ndimage.binary_erosion(m, iterations=1, border_value=0)
+
+
+def render_overlay(image, masks: dict[str, np.ndarray], path: str | Path, z: int | None = None,
+                   title: str | None = None, alpha: float = 0.35, min_size: int = 384) -> Path:
+    """Write a PNG of one slice with every mask filled (alpha) and outlined, with a legend.
+
+    ``masks`` are (X, Y, Z) arrays in the image's own grid; ``z`` is the slice in the DISPLAY volume
+    (default: the slice where the masks cover the most).
+    """
+    from PIL import Image, ImageDraw
+
+    from medground.io.intensity import to_unit_range
+
+    fwd, _ = display_transform(image)
+    unit = fwd(to_unit_range(image))
+    dmasks = {k: fwd(np.asarray(v, dtype=bool)) for k, v in masks.items()}
+    if z is None:
+        total = sum((m.sum(axis=(0, 1)) for m in dmasks.values()), np.zeros(unit.shape[2]))
+        z = int(np.argmax(total)) if np.any(total) else unit.shape[2] // 2
+    rgb = _to_rgb(unit[:, :, z]).astype(np.float32)
+    for i, (name, m) in enumerate(dmasks.items()):
+        sl = m[:, :, z].T
+        if not sl.any():
+            continue
+        c = np.array(color_for(i), dtype=np.float32)
+        rgb[sl] = (1 - alpha) * rgb[sl] + alpha * c
+        rgb[_outline(sl)] = c
+    img = Image.fromarray(rgb.clip(0, 255).astype(np.uint8))
+    scale = max(1, int(np.ceil(min_size / max(img.size))))
+    if scale > 1:
+        img = img.resize((img.size[0] * scale, img.size[1] * scale), Image.NEAREST)
+    draw = ImageDraw.Draw(img)
+    y = 4
+    if title:
+        draw.text((5, y), title, fill=(255, 255, 255))
+        y += 14
+    for i, name in enumerate(dmasks):
+        draw.rectangle([5, y + 2, 13, y + 10], fill=color_for(i))
+        draw.text((18, y), name, fill=(255, 255, 255))
+        y += 14
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img.save(path)
+    return path
