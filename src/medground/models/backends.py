@@ -1,15 +1,258 @@
-"""placeholder"""
+"""Inference back ends for the LiteMedSAM image encoder (the expensive part of the network).
+
+* ``"torch"``: the model's own :class:`~medground.models.tinyvit.TinyViT` module, exact and
+  differentiable (used in training mode).
+* ``"fast"``: a frozen copy with every conv+batch-norm pair folded into one convolution, the window
+  attention biases materialised and channels-last activations; run under ``torch.inference_mode``.
+* ``"onnx"``: the frozen copy exported once to ONNX and run with ONNX Runtime (optional extra
+  ``medground[fast]``). The ``.onnx`` file is written into :func:`cache_dir` under a name derived
+  from the SHA-256 of the weights, so it is rebuilt whenever the weights change and never committed.
+* ``"auto"``: ``"torch"`` in training mode, else ``"onnx"`` on CPU when ``onnxruntime`` imports
+  (falling back to ``"fast"`` if the export fails), else ``"fast"``.
+
+Back-end objects hold frozen copies of the weights; they live on the model instance
+(``model._backends``) and are dropped when the model is moved, re-loaded or put in training mode.
+"""
 from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import logging
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
 import torch
+from torch import Tensor, nn
 
-class TorchBackend:
+from medground.io.image import MedGroundInputError
+from medground.models.layers import ConvBN
+from medground.models.tinyvit import WindowAttention
+
+if TYPE_CHECKING:  # pragma: no cover
+    from medground.models.litemedsam import LiteMedSAM
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("auto", "torch", "fast", "onnx")
+ONNX_OPSET = 17
+#: Bump when the exported graph changes so that stale cached files are not reused.
+ONNX_EXPORT_VERSION = 1
+
+
+def cache_dir() -> Path:
+    """Per-user cache folder: ``$MEDGROUND_CACHE``, else ``$XDG_CACHE_HOME/medground``, else
+    ``~/.cache/medground``."""
+    env = os.environ.get("MEDGROUND_CACHE")
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return base / "medground"
+
+
+def state_dict_sha256(module: nn.Module) -> str:
+    """SHA-256 over the names, dtypes, shapes and bytes of a module's state dict."""
+    digest = hashlib.sha256()
+    for name, tensor in module.state_dict().items():
+        t = tensor.detach().to("cpu").contiguous()
+        digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}\n".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return digest.hexdigest()
+
+
+def onnxruntime_available() -> bool:
+    try:
+        import onnxruntime  # noqa: F401
+    except Exception:  # ImportError, or a broken install
+        return False
+    return True
+
+
+# --------------------------------------------------------------------------------- frozen encoder
+def _fold_conv_bn(module: nn.Module) -> None:
+    for name, child in list(module.named_children()):
+        if isinstance(child, ConvBN):
+            setattr(module, name, child.fused())
+        else:
+            _fold_conv_bn(child)
+
+
+@torch.no_grad()
+def frozen_encoder(encoder: nn.Module) -> nn.Module:
+    """An inference-only copy of a TinyViT encoder: batch norms folded into the convolutions,
+    attention biases materialised, no gradients, channels-last weights."""
+    enc = copy.deepcopy(encoder).eval()
+    _fold_conv_bn(enc)
+    for m in enc.modules():
+        if isinstance(m, WindowAttention):
+            m.freeze_bias()
+    for p in enc.parameters():
+        p.requires_grad_(False)
+    return enc.to(memory_format=torch.channels_last)
+
+
+# ----------------------------------------------------------------------------------- back ends
+class EncoderBackend:
+    """Runs the image encoder: ``run(images (B, 3, S, S)) -> embeddings (B, 256, S/4, S/4)``.
+
+    Subclasses implement :meth:`encode_batch`; :meth:`run` splits large batches into chunks of
+    ``batch_size`` images (bounded memory: the first stage works at full resolution).
+    """
+
+    name = "base"
+    default_batch_size = 4
+
+    def encode_batch(self, images: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def run(self, images: Tensor, batch_size: int | None = None) -> Tensor:
+        bs = int(batch_size or self.default_batch_size)
+        if bs < 1:
+            raise MedGroundInputError(f"batch_size must be at least 1; got {bs}.")
+        if images.shape[0] <= bs:
+            return self.encode_batch(images)
+        return torch.cat([self.encode_batch(images[i:i + bs]) for i in range(0, images.shape[0], bs)], dim=0)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r})"
+
+
+class TorchBackend(EncoderBackend):
+    """The model's own encoder module (exact; keeps autograd if enabled)."""
+
     name = "torch"
-    def __init__(self, model):
-        self.module = model.image_encoder
-    def run(self, images, batch_size=None):
-        return self.module(images)
 
-def get_backend(model, spec):
-    if not isinstance(spec, str):
+    def __init__(self, model: "LiteMedSAM") -> None:
+        self.model = model
+
+    def encode_batch(self, images: Tensor) -> Tensor:
+        return self.model.image_encoder(images)
+
+
+class FastTorchBackend(EncoderBackend):
+    """Frozen, BN-folded, channels-last copy of the encoder under ``torch.inference_mode``."""
+
+    name = "fast"
+
+    def __init__(self, model: "LiteMedSAM") -> None:
+        self.device = model.device
+        self.encoder = frozen_encoder(model.image_encoder).to(self.device)
+
+    def encode_batch(self, images: Tensor) -> Tensor:
+        with torch.inference_mode():
+            x = images.to(self.device, torch.float32).contiguous(memory_format=torch.channels_last)
+            return self.encoder(x).contiguous()
+
+
+class OnnxBackend(EncoderBackend):
+    """The frozen encoder exported to ONNX (cached on disk) and run by ONNX Runtime on the CPU."""
+
+    name = "onnx"
+
+    def __init__(self, model: "LiteMedSAM", path: str | os.PathLike | None = None,
+                 threads: int | None = None) -> None:
+        import onnxruntime as ort  # optional extra: medground[fast]
+
+        self.path = Path(path) if path is not None else onnx_path(model)
+        if not self.path.exists():
+            export_onnx(model, self.path)
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.intra_op_num_threads = int(threads or torch.get_num_threads())
+        opts.inter_op_num_threads = 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(str(self.path), sess_options=opts,
+                                                providers=["CPUExecutionProvider"])
+        except Exception:  # a truncated or foreign file in the cache: rebuild it once
+            log.warning("cached ONNX encoder %s could not be loaded; rebuilding it", self.path)
+            export_onnx(model, self.path)
+            self.session = ort.InferenceSession(str(self.path), sess_options=opts,
+                                                providers=["CPUExecutionProvider"])
+        self.input_name = self.session.get_inputs()[0].name
+        self.output_device = model.device
+
+    def encode_batch(self, images: Tensor) -> Tensor:
+        x = np.ascontiguousarray(images.detach().to("cpu", torch.float32).numpy())
+        (out,) = self.session.run(None, {self.input_name: x})
+        return torch.from_numpy(out).to(self.output_device)
+
+
+def onnx_path(model: "LiteMedSAM") -> Path:
+    """Where the ONNX export of ``model``'s encoder is cached (keyed by weights and architecture)."""
+    key = hashlib.sha256()
+    key.update(state_dict_sha256(model.image_encoder).encode())
+    key.update(json.dumps(model.config.get("image_encoder", {}), sort_keys=True).encode())
+    key.update(f"size={model.image_size}|opset={ONNX_OPSET}|v={ONNX_EXPORT_VERSION}".encode())
+    return cache_dir() / "onnx" / f"{model.name}-encoder-{key.hexdigest()[:20]}.onnx"
+
+
+def export_onnx(model: "LiteMedSAM", path: str | os.PathLike) -> Path:
+    """Export the frozen encoder of ``model`` to ``path`` (atomic write; dynamic batch axis)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    enc = frozen_encoder(model.image_encoder).to("cpu").to(memory_format=torch.contiguous_format)
+    example = torch.rand(2, 3, model.image_size, model.image_size)
+    fd, tmp = tempfile.mkstemp(prefix=path.stem + ".", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                enc, (example,), tmp, dynamo=False, opset_version=ONNX_OPSET,
+                input_names=["images"], output_names=["embeddings"],
+                dynamic_axes={"images": {0: "batch"}, "embeddings": {0: "batch"}},
+                do_constant_folding=True,
+            )
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    log.info("exported the LiteMedSAM encoder to %s", path)
+    return path
+
+
+def get_backend(model: "LiteMedSAM", spec: "str | EncoderBackend") -> EncoderBackend:
+    """Resolve ``spec`` (a name from :data:`BACKENDS` or an :class:`EncoderBackend`) for ``model``;
+    back-end objects are created once per model instance."""
+    if isinstance(spec, EncoderBackend):
         return spec
-    return TorchBackend(model)
+    if not isinstance(spec, str) or spec not in BACKENDS:
+        raise MedGroundInputError(f"Unknown encoder backend {spec!r}; choose one of {', '.join(BACKENDS)}.")
+    name = spec
+    if name == "auto":
+        if model.training:
+            name = "torch"
+        elif model.device.type == "cpu" and onnxruntime_available():
+            name = "onnx"
+        else:
+            name = "fast"
+    if name == "onnx" and model.device.type != "cpu":
+        raise MedGroundInputError("The 'onnx' encoder backend runs on the CPU only; use 'fast' or 'torch' on "
+                                  f"{model.device.type}.")
+    cached = model._backends.get(name)
+    if cached is not None:
+        return cached
+    if name == "torch":
+        backend: EncoderBackend = TorchBackend(model)
+    elif name == "fast":
+        backend = FastTorchBackend(model)
+    else:
+        if not onnxruntime_available():
+            raise MedGroundInputError("The 'onnx' encoder backend needs onnxruntime: pip install 'medground[fast]'.")
+        try:
+            backend = OnnxBackend(model)
+        except Exception as exc:
+            if spec != "auto":
+                raise
+            log.warning("ONNX encoder unavailable (%s); using the fused PyTorch encoder", exc)
+            backend = model._backends.get("fast") or FastTorchBackend(model)
+            model._backends["fast"] = backend
+    model._backends[name] = backend
+    return backend

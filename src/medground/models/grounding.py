@@ -9,6 +9,7 @@ left organ from the right one in a canonically oriented image.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import torch
@@ -23,28 +24,35 @@ def _coords(b: int, g: int, device, dtype) -> torch.Tensor:
 
 
 class _Block(nn.Module):
+    """Depthwise-separable residual block (cheap enough to train on a CPU)."""
+
     def __init__(self, c: int, dilation: int = 1):
         super().__init__()
-        self.conv = nn.Conv2d(c, c, 3, padding=dilation, dilation=dilation)
+        self.dw = nn.Conv2d(c, c, 3, padding=dilation, dilation=dilation, groups=c)
         self.norm = nn.GroupNorm(8, c)
+        self.pw = nn.Conv2d(c, c, 1)
 
     def forward(self, x):
-        return x + F.gelu(self.norm(self.conv(x)))
+        return x + self.pw(F.gelu(self.norm(self.dw(x))))
 
 
 class GroundingHead(nn.Module):
     def __init__(self, emb_dim: int = 256, text_dim: int = 384, hidden: int = 128, grid: int = 32,
-                 depth: int = 3):
+                 depth: int = 4, queries: int = 8, mix: int = 16):
         super().__init__()
-        self.config = dict(emb_dim=emb_dim, text_dim=text_dim, hidden=hidden, grid=grid, depth=depth)
+        self.config = dict(emb_dim=emb_dim, text_dim=text_dim, hidden=hidden, grid=grid, depth=depth,
+                           queries=queries, mix=mix)
         self.grid = grid
+        self.queries = queries
+        self.hidden = hidden
         self.reduce = nn.Sequential(nn.Conv2d(emb_dim + 2, hidden, 1), nn.GroupNorm(8, hidden), nn.GELU())
-        self.context = nn.Sequential(*[_Block(hidden, d) for d in (1, 2, 4)[:depth]])
-        self.text = nn.Sequential(nn.Linear(text_dim, hidden), nn.GELU(), nn.Linear(hidden, 3 * hidden))
-        self.mix = nn.Sequential(nn.Conv2d(hidden + 2, hidden, 3, padding=1), nn.GroupNorm(8, hidden), nn.GELU(),
-                                 nn.Conv2d(hidden, hidden, 3, padding=1), nn.GroupNorm(8, hidden), nn.GELU())
-        self.heat_bias = nn.Parameter(torch.tensor(-4.0))
-        self.presence = nn.Sequential(nn.Linear(3, 16), nn.GELU(), nn.Linear(16, 1))
+        self.context = nn.Sequential(*[_Block(hidden, d) for d in (1, 2, 4, 8, 1, 2)[:depth]])
+        self.text = nn.Sequential(nn.Linear(text_dim, 2 * hidden), nn.GELU(),
+                                  nn.Linear(2 * hidden, queries * hidden + queries))
+        self.mix = nn.Sequential(nn.Conv2d(queries + 2, mix, 3, padding=1), nn.GELU(),
+                                 nn.Conv2d(mix, mix, 3, padding=2, dilation=2), nn.GELU(),
+                                 nn.Conv2d(mix, 1, 3, padding=1))
+        self.presence = nn.Sequential(nn.Linear(3 + queries, 32), nn.GELU(), nn.Linear(32, 1))
 
     def image_features(self, emb: torch.Tensor) -> torch.Tensor:
         """(B, 256, 64, 64) -> (B, hidden, G, G); accepts an already pooled (B, 256, G, G) too."""
@@ -53,30 +61,39 @@ class GroundingHead(nn.Module):
         x = torch.cat([emb, _coords(emb.shape[0], self.grid, emb.device, emb.dtype)], 1)
         return self.context(self.reduce(x))
 
-    def forward(self, emb: torch.Tensor, text: torch.Tensor, pairs: torch.Tensor | None = None):
+    def forward(self, emb: torch.Tensor, text: torch.Tensor, pairs: torch.Tensor | None = None,
+                features: torch.Tensor | None = None):
         """Heatmap and presence logits.
 
         Without ``pairs``: every image with every text -> (B, T, G, G), (B, T).
         With ``pairs`` (P, 2) of (image index, text index): -> (P, G, G), (P,).
+        ``features``: precomputed :meth:`image_features` (then ``emb`` is ignored).
         """
-        f = self.image_features(emb)
-        gamma, beta, query = self.text(text).chunk(3, dim=-1)
+        f = self.image_features(emb) if features is None else features
+        t = self.text(text)
+        q = t[:, : self.queries * self.hidden].view(-1, self.queries, self.hidden)
+        qb = t[:, self.queries * self.hidden:]
         if pairs is None:
-            b, t = f.shape[0], text.shape[0]
-            ii = torch.arange(b, device=f.device).repeat_interleave(t)
-            tt = torch.arange(t, device=f.device).repeat(b)
+            b, nt = f.shape[0], text.shape[0]
+            ii = torch.arange(b, device=f.device).repeat_interleave(nt)
+            tt = torch.arange(nt, device=f.device).repeat(b)
         else:
             ii, tt = pairs[:, 0], pairs[:, 1]
-        x = f[ii] * (1 + gamma[tt, :, None, None]) + beta[tt, :, None, None]
-        x = torch.cat([x, _coords(x.shape[0], self.grid, x.device, x.dtype)], 1)
-        x = self.mix(x)
-        heat = (x * query[tt, :, None, None]).sum(1) / x.shape[1] ** 0.5 + self.heat_bias
+        g = self.grid
+        # (B, C, HW) x (T, K, C) -> per pair (K, HW): the text's K queries scored at every position
+        sims = torch.einsum("pc n,pkc->pkn".replace(" ", ""), f.flatten(2)[ii], q[tt]) / self.hidden ** 0.5
+        sims = sims + qb[tt][..., None]
+        maps = sims.view(-1, self.queries, g, g)
+        x = torch.cat([maps, _coords(maps.shape[0], g, maps.device, maps.dtype)], 1)
+        heat = self.mix(x)[:, 0]
         flat = heat.flatten(1)
-        stats = torch.stack([flat.max(1).values, torch.logsumexp(flat, 1) - torch.log(torch.tensor(
-            float(flat.shape[1]))), torch.sigmoid(flat).mean(1) * 10], 1)
+        stats = torch.cat([flat.max(1).values[:, None],
+                           (torch.logsumexp(flat, 1) - math.log(flat.shape[1]))[:, None],
+                           torch.sigmoid(flat).mean(1, keepdim=True) * 10,
+                           sims.amax(2)], 1)
         presence = self.presence(stats)[:, 0]
         if pairs is None:
-            return heat.view(f.shape[0], -1, self.grid, self.grid), presence.view(f.shape[0], -1)
+            return heat.view(f.shape[0], -1, g, g), presence.view(f.shape[0], -1)
         return heat, presence
 
 
@@ -105,3 +122,66 @@ def load_head(path: str | Path, device: str = "cpu") -> tuple[GroundingHead, dic
     head.eval().to(device)
     obj["term_emb"] = obj["term_emb"].float()
     return head, obj
+
+
+DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "grounding.pt"
+
+
+class GroundingBundle:
+    """A trained head with its vocabulary's text vectors, its orientation classifier and model card."""
+
+    def __init__(self, head: GroundingHead, obj: dict, device: str = "cpu", name: str = "grounding"):
+        from medground.models.orientation import OrientationNet
+
+        self.head = head
+        self.term_ids: list[str] = obj["term_ids"]
+        self.term_emb: torch.Tensor = obj["term_emb"]
+        self.card: dict = obj.get("card", {})
+        self.name = name
+        self.orientation = None
+        if obj.get("orientation_state"):
+            net = OrientationNet(**obj.get("orientation_config", {}))
+            net.load_state_dict({k: v.float() if v.is_floating_point() else v
+                                 for k, v in obj["orientation_state"].items()}, strict=True)
+            self.orientation = net.eval()
+        self._index = {t: i for i, t in enumerate(self.term_ids)}
+
+    def term_vectors(self, ids: list[str], onto=None) -> dict[str, torch.Tensor]:
+        """Text vectors of ontology terms: from the trained vocabulary, else embedded on the fly from the
+        ontology's description of the term (needs the MiniLM wheel)."""
+        out: dict[str, torch.Tensor] = {}
+        missing = []
+        for t in dict.fromkeys(ids):
+            if t in self._index:
+                out[t] = self.term_emb[self._index[t]]
+            else:
+                missing.append(t)
+        if missing:
+            from medground.models.text import text_encoder
+            from medground.ontology import Ontology
+
+            onto = onto or Ontology.default()
+            vecs = text_encoder().encode([onto.describe(t) for t in missing])
+            for t, v in zip(missing, vecs):
+                out[t] = v
+        return out
+
+
+_CACHE: dict = {}
+
+
+def load_grounding(weights: str | Path | None = None, device: str = "cpu") -> GroundingBundle:
+    """Load the grounding head: the packaged weights by default, or a checkpoint path."""
+    from medground.io.image import MedGroundInputError
+
+    path = Path(weights) if weights else DEFAULT_WEIGHTS
+    key = (str(path), device)
+    if key in _CACHE:
+        return _CACHE[key]
+    if not path.exists():
+        raise MedGroundInputError(
+            f"no grounding weights at {path}: text prompts need a trained head (see `medground train --help`)")
+    head, obj = load_head(path, device)
+    b = GroundingBundle(head, obj, device, name=obj.get("card", {}).get("name", path.stem))
+    _CACHE[key] = b
+    return b

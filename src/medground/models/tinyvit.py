@@ -102,19 +102,29 @@ class WindowAttention(nn.Module):
         self.proj = nn.Linear(dim, dim)
         self.attention_biases = nn.Parameter(torch.zeros(num_heads, window * window))
         self.register_buffer("bias_index", relative_position_index(window), persistent=False)
+        self.register_buffer("frozen_bias", None, persistent=False)
+        self.scale = self.head_dim ** -0.5
 
     def attention_bias(self) -> Tensor:
-        """``(heads, N, N)`` additive attention bias."""
+        """``(heads, N, N)`` additive attention bias (the frozen copy when :meth:`freeze_bias` was called)."""
+        if self.frozen_bias is not None:
+            return self.frozen_bias
         return self.attention_biases[:, self.bias_index]
 
-    def forward(self, x: Tensor, bias: Tensor | None = None) -> Tensor:
+    @torch.no_grad()
+    def freeze_bias(self) -> None:
+        """Materialise the ``(heads, N, N)`` bias once (inference copies; not saved in the state dict)."""
+        self.frozen_bias = None
+        self.frozen_bias = self.attention_bias().detach().clone()
+
+    def forward(self, x: Tensor) -> Tensor:
         b, n, c = x.shape
         qkv = self.qkv(self.norm(x)).reshape(b, n, self.num_heads, 3, self.head_dim)
         qkv = qkv.permute(3, 0, 2, 1, 4)  # (3, B, heads, N, head_dim)
         q, k, v = qkv[0], qkv[1], qkv[2]
-        if bias is None:
-            bias = self.attention_bias()
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype))
+        # Plain matmul-softmax-matmul: on CPU this beats scaled_dot_product_attention with a float mask.
+        attn = (q * self.scale) @ k.transpose(-2, -1) + self.attention_bias()
+        out = attn.softmax(dim=-1) @ v
         return self.proj(out.transpose(1, 2).reshape(b, n, c))
 
 
@@ -163,10 +173,10 @@ class TinyViTBlock(nn.Module):
         self.local_conv = ConvBN(dim, dim, local_conv, groups=dim)
         self.mlp = FeedForward(dim, int(dim * mlp_ratio))
 
-    def forward(self, x: Tensor, bias: Tensor | None = None) -> Tensor:
+    def forward(self, x: Tensor) -> Tensor:
         b, h, w, c = x.shape
         windows, ph, pw = window_partition(x, self.window)
-        attn = self.attn(windows, bias)
+        attn = self.attn(windows)
         x = x + window_merge(attn, self.window, b, ph, pw, h, w)
         x = self.local_conv(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
         return x + self.mlp(x)

@@ -19,6 +19,27 @@ from medground.io.image import MedImage
 MODEL_SIZE = 256
 
 
+def model_hw(hw: tuple[int, int]) -> tuple[int, int]:
+    """Size (rows, cols) of a picture of size ``hw`` once its longest side is resized to 256."""
+    scale = MODEL_SIZE / max(hw)
+    return max(1, int(round(hw[0] * scale))), max(1, int(round(hw[1] * scale)))
+
+
+def picture_tensor(pic: np.ndarray, new_hw: tuple[int, int] | None = None) -> torch.Tensor:
+    """A picture (rows, cols[, 3]) scaled to [0, 1] -> the network's (1, 3, 256, 256) input:
+    min-max normalised, longest side resized to 256 (antialiased bilinear), zero-padded bottom/right."""
+    if pic.ndim == 2:
+        pic = np.repeat(pic[..., None], 3, axis=2)
+    t = torch.from_numpy(np.ascontiguousarray(pic, dtype=np.float32)).permute(2, 0, 1)[None]
+    lo, hi = float(t.min()), float(t.max())
+    t = (t - lo) / max(hi - lo, 1e-8)
+    new_hw = new_hw or model_hw(pic.shape[:2])
+    t = F.interpolate(t, size=new_hw, mode="bilinear", align_corners=False, antialias=True)
+    out = torch.zeros((1, 3, MODEL_SIZE, MODEL_SIZE), dtype=torch.float32)
+    out[:, :, : new_hw[0], : new_hw[1]] = t
+    return out
+
+
 @dataclass
 class SliceResult:
     mask: np.ndarray  # bool, (X, Y) in the slice's own grid
@@ -44,7 +65,7 @@ class SlicePredictor:
         X, Y, Z = image.shape
         self.hw = (Y, X)  # rows, cols of a slice picture
         self.scale = MODEL_SIZE / max(X, Y)
-        self.new_hw = (max(1, int(round(Y * self.scale))), max(1, int(round(X * self.scale))))
+        self.new_hw = model_hw(self.hw)
         unit = to_unit_range(image)  # (X, Y, Z) or (X, Y, Z, 3) float32 in [0, 1]
         self._unit = unit
         self._emb: dict[int, torch.Tensor] = {}
@@ -52,17 +73,7 @@ class SlicePredictor:
 
     # ------------------------------------------------------------ embeddings
     def _slice_tensor(self, z: int) -> torch.Tensor:
-        s = self._unit[:, :, z]
-        s = np.moveaxis(s, 0, 1)  # (Y, X[, 3]) rows x cols
-        if s.ndim == 2:
-            s = np.repeat(s[..., None], 3, axis=2)
-        t = torch.from_numpy(np.ascontiguousarray(s, dtype=np.float32)).permute(2, 0, 1)[None]
-        lo, hi = float(t.min()), float(t.max())
-        t = (t - lo) / max(hi - lo, 1e-8)
-        t = F.interpolate(t, size=self.new_hw, mode="bilinear", align_corners=False, antialias=True)
-        out = torch.zeros((1, 3, MODEL_SIZE, MODEL_SIZE), dtype=torch.float32)
-        out[:, :, : self.new_hw[0], : self.new_hw[1]] = t
-        return out
+        return picture_tensor(np.moveaxis(self._unit[:, :, z], 0, 1), self.new_hw)
 
     def prepare(self, zs) -> None:
         """Encode the given slices (those not cached yet) in batches."""

@@ -1,0 +1,230 @@
+"""Text-prompted segmentation: words -> ontology terms -> heatmaps -> boxes -> LiteMedSAM masks.
+
+1. Each prompt is resolved to ontology terms ("kidneys" -> left and right kidney).
+2. The image is brought to canonical orientation: from its geometry when it has one (axial slices in
+   radiological view: patient right on the image left, anterior at the top), else (pictures) by the
+   orientation classifier choosing one of the 8 rotations/flips.
+3. Every slice is encoded once by the LiteMedSAM image encoder; the grounding head turns each
+   (slice, term) into a presence score and a heatmap; present heatmap blobs become boxes, and the
+   LiteMedSAM decoder draws the mask inside each box.
+4. Volumes are cleaned in 3D (contiguous slices, largest connected component per term) and every
+   mask is mapped back to the input's own grid.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from medground.io.image import MedGroundInputError, MedImage
+from medground.models.orientation import INVERSE, NAMES, dihedral
+from medground.segment.engine import SegmentationResult
+from medground.segment.predictor import MODEL_SIZE, SlicePredictor
+
+
+@dataclass
+class TextConfig:
+    presence_threshold: float = 0.5
+    heat_threshold: float = 0.5
+    min_blob_cells: float = 0.5  # heat blobs smaller than this many grid cells are ignored
+    orientation_min_prob: float = 0.6  # below this the picture is used as given
+    max_gap: int = 1  # slices without presence tolerated inside an organ's z range
+    batch_size: int = 8
+    keep_largest_3d: bool = True
+
+
+@dataclass
+class Canonical:
+    image: MedImage
+    back: Any  # function: canonical (X', Y', Z') array -> input grid (X, Y, Z)
+    info: dict = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- orientation
+def canonicalize(image: MedImage, orient_net=None, cfg: TextConfig | None = None) -> Canonical:
+    cfg = cfg or TextConfig()
+    if image.has_geometry and (image.ndim == 3 or image.source_format.startswith("dicom")):
+        if image.ndim == 2:
+            return Canonical(image, lambda a: a, {"method": "as stored (DICOM picture)", "transform": "identity"})
+        from nibabel import orientations as no
+
+        src = no.io_orientation(image.affine)
+        dst = no.axcodes2ornt(("L", "P", "S"))
+        ornt = no.ornt_transform(src, dst)
+        inv = no.ornt_transform(dst, src)
+        data = no.apply_orientation(image.data, ornt)
+        aff = image.affine @ no.inv_ornt_aff(ornt, image.data.shape[:3])
+        canon = image.with_data(np.ascontiguousarray(data), affine=aff) if data.shape[:3] == image.shape else \
+            MedImage(np.ascontiguousarray(data), aff, image.ndim, image.modality, image.has_geometry,
+                     image.photometric, image.source_path, image.source_format, dict(image.meta))
+        return Canonical(canon, lambda a: np.ascontiguousarray(no.apply_orientation(a, inv)),
+                         {"method": "header geometry", "from": "".join(no.ornt2axcodes(src)), "to": "LPS"})
+    # a picture without geometry: ask the orientation classifier
+    if orient_net is None:
+        return Canonical(image, lambda a: a, {"method": "as stored", "transform": "identity"})
+    from medground.train.cache import thumbnail
+
+    pic = np.moveaxis(image.gray()[:, :, 0], 0, 1)  # rows x cols
+    probs = orient_net.predict(thumbnail(pic))
+    k = int(np.argmax(probs))
+    info = {"method": "orientation classifier", "probabilities": {NAMES[i]: round(float(p), 4)
+                                                                   for i, p in enumerate(probs)}}
+    if k == 0 or probs[k] < cfg.orientation_min_prob:
+        info["transform"] = "identity"
+        return Canonical(image, lambda a: a, info)
+    inv_k = INVERSE[k]  # seen = dihedral(canonical, k)  =>  canonical = dihedral(seen, inverse k)
+    info["transform"] = NAMES[inv_k]
+    info["input_was"] = NAMES[k]
+
+    def fwd(a):  # (X, Y, 1[, C]) -> canonical
+        p = np.swapaxes(a[:, :, 0], 0, 1)
+        return np.swapaxes(dihedral(p, inv_k), 0, 1)[:, :, None]
+
+    def back(a):
+        p = np.swapaxes(a[:, :, 0], 0, 1)
+        return np.swapaxes(dihedral(p, k), 0, 1)[:, :, None]
+
+    d = fwd(image.data)
+    canon = MedImage(d, np.eye(4), image.ndim, image.modality, False, image.photometric, image.source_path,
+                     image.source_format, dict(image.meta))
+    return Canonical(canon, back, info)
+
+
+# --------------------------------------------------------------------------- helpers
+def _runs(flags: np.ndarray, max_gap: int) -> list[tuple[int, int]]:
+    """Contiguous runs of True (allowing gaps of up to max_gap False)."""
+    idx = np.where(flags)[0]
+    if idx.size == 0:
+        return []
+    runs = []
+    start = prev = int(idx[0])
+    for i in idx[1:]:
+        if i - prev > max_gap + 1:
+            runs.append((start, prev))
+            start = int(i)
+        prev = int(i)
+    runs.append((start, prev))
+    return runs
+
+
+def heat_boxes(heat: torch.Tensor, pred: SlicePredictor, cfg: TextConfig) -> tuple[list, np.ndarray]:
+    """Heat logits (G, G) -> boxes (x0, y0, x1, y1) in slice pixels, one per blob, and the heat
+    probability map on the slice grid (X, Y)."""
+    from scipy import ndimage
+
+    g = heat.shape[-1]
+    prob = torch.sigmoid(heat.float())[None, None]
+    up = F.interpolate(prob, size=(MODEL_SIZE, MODEL_SIZE), mode="bilinear", align_corners=False)
+    h, w = pred.new_hw
+    on_slice = F.interpolate(up[..., :h, :w], size=pred.hw, mode="bilinear", align_corners=False)[0, 0]
+    pm = on_slice.T.numpy()  # (X, Y)
+    m = pm > cfg.heat_threshold
+    lab, n = ndimage.label(m)
+    boxes = []
+    cell_px = (max(pred.hw) / g) ** 2
+    for i in range(1, n + 1):
+        comp = lab == i
+        if comp.sum() < cfg.min_blob_cells * cell_px:
+            continue
+        xs = np.where(comp.any(axis=1))[0]
+        ys = np.where(comp.any(axis=0))[0]
+        boxes.append((float(xs[0]), float(ys[0]), float(xs[-1]), float(ys[-1])))
+    return boxes, pm
+
+
+def _largest_3d(mask: np.ndarray) -> np.ndarray:
+    from scipy import ndimage
+
+    lab, n = ndimage.label(mask)
+    if n <= 1:
+        return mask
+    sizes = ndimage.sum(mask, lab, index=np.arange(1, n + 1))
+    return lab == (int(np.argmax(sizes)) + 1)
+
+
+# --------------------------------------------------------------------------- main entry
+def segment_text(image: MedImage, prompts: list[str], device: str = "cpu", progress: bool = False,
+                 model=None, grounding=None, cfg: TextConfig | None = None
+                 ) -> tuple[list[SegmentationResult], dict[str, Any]]:
+    """Segment every text prompt; returns results in the input's grid and extra findings fields."""
+    from medground.io import validate
+    from medground.models.grounding import load_grounding
+    from medground.ontology import Ontology
+
+    cfg = cfg or TextConfig()
+    validate(image)
+    onto = Ontology.default()
+    resolved = [onto.resolve(p) for p in prompts]  # unknown terms raise MedGroundInputError
+    g = grounding or load_grounding(device=device)
+    term_vecs = g.term_vectors([t.id for r in resolved for t in r.terms], onto)
+    canon = canonicalize(image, g.orientation, cfg)
+    cimg = canon.image
+    pred = SlicePredictor(cimg, model=model, device=device, batch_size=cfg.batch_size, progress=progress)
+    X, Y, Z = cimg.shape
+    pred.prepare(range(Z))
+    tids = list(term_vecs)
+    temb = torch.stack([term_vecs[t] for t in tids]).to(pred.device)
+    heat_all, pres_all = [], []
+    with torch.inference_mode():
+        for z0 in range(0, Z, 16):
+            emb = torch.cat([pred.embedding(z) for z in range(z0, min(Z, z0 + 16))])
+            h, p = g.head(emb, temb)
+            heat_all.append(h.cpu())
+            pres_all.append(torch.sigmoid(p).cpu())
+    heat_all = torch.cat(heat_all)  # (Z, T, G, G)
+    pres_all = torch.cat(pres_all).numpy()  # (Z, T)
+    per_term: dict[str, dict] = {}
+    for j, tid in enumerate(tids):
+        pz = pres_all[:, j]
+        flags = pz >= cfg.presence_threshold
+        zs: list[int] = []
+        if Z == 1:
+            zs = [0] if flags[0] else []
+        else:
+            runs = _runs(flags, cfg.max_gap)
+            if runs:
+                best = max(runs, key=lambda r: pz[r[0]: r[1] + 1].sum())
+                zs = list(range(best[0], best[1] + 1))
+        vol = np.zeros((X, Y, Z), dtype=bool)
+        ious = []
+        for z in zs:
+            boxes, pm = heat_boxes(heat_all[z, j], pred, cfg)
+            if not boxes:
+                continue
+            for r in pred.predict_many(z, boxes=boxes):
+                m = r.mask if r.mask.any() else None
+                if m is None:
+                    continue
+                vol[:, :, z] |= m
+                ious.append(r.iou)
+        if Z > 1 and cfg.keep_largest_3d and vol.any():
+            vol = _largest_3d(vol)
+        present = bool(vol.any())
+        per_term[tid] = {"mask": vol, "presence": float(pz.max()) if Z > 1 else float(pz[0]),
+                         "slices": [z for z in zs if vol[:, :, z].any()], "iou": float(np.mean(ious)) if ious else 0.0,
+                         "present": present}
+    results = []
+    for prompt, res in zip(prompts, resolved):
+        parts = [per_term[t.id] for t in res.terms]
+        vol = np.zeros((X, Y, Z), dtype=bool)
+        for p in parts:
+            vol |= p["mask"]
+        present = bool(vol.any())
+        presence = max(p["presence"] for p in parts)
+        conf = presence * (np.mean([p["iou"] for p in parts if p["present"]]) if present else 1.0)
+        if not present:
+            conf = 1.0 - presence  # confidence that it is absent
+        out_mask = canon.back(vol)
+        r = SegmentationResult(out_mask.astype(bool), {"type": "text", "text": prompt}, float(conf), prompt)
+        r.info = {
+            "terms": [{"id": t.id, "name": t.name, "present": per_term[t.id]["present"],
+                       "presence_probability": round(per_term[t.id]["presence"], 4)} for t in res.terms],
+            "present": present,
+            "presence_probability": round(float(presence), 4),
+        }
+        results.append(r)
+    extra = {"orientation": canon.info, "grounding_model": g.name}
+    return results, extra
