@@ -15,6 +15,11 @@ non-empty / empty         0.0     0.0    NaN     ``"FN"`` (missed structure)
 non-empty / non-empty     MONAI   MONAI  MONAI   ``"TP"``
 ========================  ======  =====  ======  =========
 
+Surface metrics use MONAI's boundary voxels (mask minus its erosion) and voxel-centre distances
+scaled by ``spacing``: NSD = fraction of both boundaries lying within ``nsd_tolerance_mm`` of the
+other (``compute_surface_dice``, no sub-voxel surfaces); HD95 = the 95th percentile of the symmetric
+boundary distances (``compute_hausdorff_distance(percentile=95)``).
+
 HD95 is undefined (NaN) when exactly one mask is empty: there is no surface to measure a distance
 to. Aggregates therefore summarise HD95 over the finite values and count the undefined ones.
 """

@@ -34,6 +34,63 @@ class MedImage:
     source_format: str = "unknown"  # nifti, nrrd, dicom, dicom-series, png, jpg, ...
     meta: dict[str, Any] = field(default_factory=dict)  # safe, de-identified metadata only
     dicom_datasets: list | None = field(default=None, repr=False)  # source DICOM (for SEG/SR refs)
+    # For a multi-frame DICOM source (one dataset): 0-based frame number (in the file) of each z index.
+    dicom_frame_order: list[int] | None = field(default=None, repr=False)
+
+    # ----------------------------------------------------------------- construction
+    @classmethod
+    def from_array(
+        cls,
+        array: np.ndarray,
+        affine: np.ndarray | None = None,
+        *,
+        spacing=None,
+        modality: str = "OT",
+        layout: str = "xy",
+        validate: bool = True,
+    ) -> "MedImage":
+        """Wrap a numpy array given through the Python API.
+
+        ``layout="xy"`` (default) means the array is already indexed ``[x, y(, z)]`` as in
+        ``MedImage.data``; ``layout="rc"`` means a picture-style ``[row, col(, channel)]`` array
+        (what PIL/matplotlib give) for a 2D image, which is transposed. A 2D array becomes
+        ``(X, Y, 1)`` with ``ndim == 2``. Without ``affine``/``spacing`` the image has no geometry.
+        The array is checked by :func:`medground.io.validate` (empty, constant, NaN/Inf, 4D).
+        """
+        arr = np.asarray(array)
+        color = False
+        if layout not in ("xy", "rc"):
+            raise ValueError("layout must be 'xy' or 'rc'")
+        if layout == "rc":
+            if arr.ndim == 2:
+                arr = arr.T
+            elif arr.ndim == 3 and arr.shape[2] in (3, 4):
+                arr = arr[..., :3].transpose(1, 0, 2)
+                color = True
+            else:
+                raise MedGroundInputError(
+                    f"layout='rc' expects a 2D picture (rows, cols[, 3]); got shape {arr.shape}."
+                )
+        if arr.ndim == 2:
+            arr, ndim = arr[:, :, None], 2
+        elif color:
+            arr, ndim = arr[:, :, None, :], 2
+        else:
+            ndim = 3 if arr.ndim >= 3 and arr.shape[2] > 1 else 2
+        has_geometry = affine is not None or spacing is not None
+        if affine is None:
+            affine = np.eye(4)
+            if spacing is not None:
+                sp = list(np.atleast_1d(np.asarray(spacing, dtype=float)))
+                sp = (sp + [1.0, 1.0, 1.0])[:3]
+                affine[:3, :3] = np.diag(sp)
+        img = cls(data=arr, affine=np.asarray(affine, dtype=float), ndim=ndim, modality=modality,
+                  has_geometry=has_geometry, source_format="array")
+        if validate:
+            from medground.io.validate import validate as _validate
+
+            _validate(img)
+        return img
 
     # ----------------------------------------------------------------- geometry
     @property
@@ -106,6 +163,7 @@ class MedImage:
             has_geometry=self.has_geometry, photometric="MONOCHROME2",
             source_path=self.source_path, source_format=self.source_format,
             meta=dict(self.meta), dicom_datasets=self.dicom_datasets,
+            dicom_frame_order=self.dicom_frame_order,
         )
         fields.update(kw)
         return MedImage(data=data, **fields)

@@ -127,11 +127,14 @@ BAG_IGNORE = {"of", "and", "in", "with", "the", "on", "at", "for", "to", "from",
 _PUNCT = re.compile(r"[^\w\s.]")  # keep word chars and dots (dots only survive between digits)
 _DOT = re.compile(r"(?<!\d)\.|\.(?!\d)")
 _SPACES = re.compile(r"\s+")
-_SPLIT_DIGITS = re.compile(r"(?<=[a-z])(?=\d)|(?<=\d)(?=[a-z]{3,})")
+
+
+_LIGATURES = str.maketrans({"Œ": "Oe", "œ": "oe", "Æ": "Ae", "æ": "ae", "ß": "ss", "ø": "o", "Ø": "O"})
 
 
 def ascii_fold(text: str) -> str:
-    return unicodedata.normalize("NFKD", str(text)).encode("ascii", "ignore").decode("ascii")
+    t = str(text).translate(_LIGATURES)
+    return unicodedata.normalize("NFKD", t).encode("ascii", "ignore").decode("ascii")
 
 
 def basic_clean(text: str) -> str:
@@ -143,21 +146,13 @@ def basic_clean(text: str) -> str:
     return _SPACES.sub(" ", t).strip()
 
 
+_LEAD_RE = re.compile(r"^(?:(?:" + "|".join(sorted(map(re.escape, _LEADING), key=len, reverse=True)) + r")\s+)+")
+_TRAIL_RE = re.compile(r"(?:\s+(?:" + "|".join(sorted(map(re.escape, _TRAILING), key=len, reverse=True)) + r"))+$")
+
+
 def _strip_phrases(t: str) -> str:
-    changed = True
-    while changed and t:
-        changed = False
-        for p in _LEADING:
-            if t == p:
-                break
-            if t.startswith(p + " "):
-                t = t[len(p) + 1:]
-                changed = True
-        for p in _TRAILING:
-            if t != p and t.endswith(" " + p):
-                t = t[: -len(p) - 1]
-                changed = True
-    return t
+    out = _TRAIL_RE.sub("", _LEAD_RE.sub("", t))
+    return out if out.strip() else t
 
 
 def tokens(text: str, strip_filler: bool = True) -> list[str]:

@@ -30,16 +30,16 @@ def describe_mask(mask: np.ndarray, image: MedImage) -> dict[str, Any]:
     else:
         bb = measure.bbox(m, image)
         c = measure.centroid(m, image)
-        lo, hi = bb["min_voxel"], bb["max_voxel"]
+        lo, hi = bb["min"], bb["max"]
         if image.ndim == 2:
             d["bbox_pixel"] = [int(lo[0]), int(lo[1]), int(hi[0]), int(hi[1])]
             d["centroid_pixel"] = [round(float(v), 2) for v in c["voxel"][:2]]
         d["bbox_voxel"] = [int(v) for v in lo] + [int(v) for v in hi]
         d["centroid_voxel"] = [round(float(v), 2) for v in c["voxel"]]
         if image.has_geometry:
-            d["bbox_world_mm"] = {"min": [round(float(v), 2) for v in bb["min_world"]],
-                                  "max": [round(float(v), 2) for v in bb["max_world"]], "frame": "RAS"}
-            d["centroid_world_mm"] = [round(float(v), 2) for v in c["world"]]
+            d["bbox_world_mm"] = {"min": [round(float(v), 2) for v in bb["world_min_mm"]],
+                                  "max": [round(float(v), 2) for v in bb["world_max_mm"]], "frame": "RAS"}
+            d["centroid_world_mm"] = [round(float(v), 2) for v in c["world_mm"]]
         else:
             d["bbox_world_mm"] = None
             d["centroid_world_mm"] = None
