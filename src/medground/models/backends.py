@@ -31,7 +31,7 @@ from torch import Tensor, nn
 
 from medground.io.image import MedGroundInputError
 from medground.models.layers import ConvBN
-from medground.models.tinyvit import WindowAttention
+from medground.models.tinyvit import FrozenWindowAttention, TinyViTBlock, WindowAttention
 
 if TYPE_CHECKING:  # pragma: no cover
     from medground.models.litemedsam import LiteMedSAM
@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 BACKENDS = ("auto", "torch", "fast", "onnx")
 ONNX_OPSET = 17
 #: Bump when the exported graph changes so that stale cached files are not reused.
-ONNX_EXPORT_VERSION = 1
+ONNX_EXPORT_VERSION = 2
 
 
 def cache_dir() -> Path:
@@ -88,9 +88,9 @@ def frozen_encoder(encoder: nn.Module) -> nn.Module:
     attention biases materialised, no gradients, channels-last weights."""
     enc = copy.deepcopy(encoder).eval()
     _fold_conv_bn(enc)
-    for m in enc.modules():
-        if isinstance(m, WindowAttention):
-            m.freeze_bias()
+    for block in enc.modules():
+        if isinstance(block, TinyViTBlock) and isinstance(block.attn, WindowAttention):
+            block.attn = FrozenWindowAttention(block.attn)
     for p in enc.parameters():
         p.requires_grad_(False)
     return enc.to(memory_format=torch.channels_last)

@@ -44,6 +44,8 @@ class LiteMedSAM(nn.Module):
         self.mask_decoder = MaskDecoder(dim=embed_dim, **dict(config.get("mask_decoder", {})))
         #: SHA-256 of the weight file this model was loaded from (set by the registry), or None.
         self.weights_sha256: str | None = None
+        #: Path of that weight file, or None.
+        self.weights_path: str | None = None
         #: Encoder back end used by :meth:`encode` when none is given ("auto", "torch", "fast", "onnx").
         self.encoder_backend: str = "auto"
         self._backends: dict[str, Any] = {}

@@ -102,22 +102,14 @@ class WindowAttention(nn.Module):
         self.proj = nn.Linear(dim, dim)
         self.attention_biases = nn.Parameter(torch.zeros(num_heads, window * window))
         self.register_buffer("bias_index", relative_position_index(window), persistent=False)
-        self.register_buffer("frozen_bias", None, persistent=False)
         self.scale = self.head_dim ** -0.5
 
     def attention_bias(self) -> Tensor:
-        """``(heads, N, N)`` additive attention bias (the frozen copy when :meth:`freeze_bias` was called)."""
-        if self.frozen_bias is not None:
-            return self.frozen_bias
+        """``(heads, N, N)`` additive attention bias."""
         return self.attention_biases[:, self.bias_index]
 
-    @torch.no_grad()
-    def freeze_bias(self) -> None:
-        """Materialise the ``(heads, N, N)`` bias once (inference copies; not saved in the state dict)."""
-        self.frozen_bias = None
-        self.frozen_bias = self.attention_bias().detach().clone()
-
-    def forward(self, x: Tensor) -> Tensor:
+    def mix(self, x: Tensor) -> Tensor:
+        """Attention output before the ``proj`` projection, ``(B_windows, N, C)``."""
         b, n, c = x.shape
         qkv = self.qkv(self.norm(x)).reshape(b, n, self.num_heads, 3, self.head_dim)
         qkv = qkv.permute(3, 0, 2, 1, 4)  # (3, B, heads, N, head_dim)
@@ -125,7 +117,46 @@ class WindowAttention(nn.Module):
         # Plain matmul-softmax-matmul: on CPU this beats scaled_dot_product_attention with a float mask.
         attn = (q * self.scale) @ k.transpose(-2, -1) + self.attention_bias()
         out = attn.softmax(dim=-1) @ v
-        return self.proj(out.transpose(1, 2).reshape(b, n, c))
+        return out.transpose(1, 2).reshape(b, n, c)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.proj(self.mix(x))
+
+
+class FrozenWindowAttention(nn.Module):
+    """Inference form of :class:`WindowAttention`: separate q/k/v projections (the softmax scale
+    folded into q), materialised bias. Same function, fewer reshapes and copies."""
+
+    def __init__(self, src: WindowAttention) -> None:
+        super().__init__()
+        h, d = src.num_heads, src.head_dim
+        dim = h * d
+        self.num_heads, self.head_dim = h, d
+        self.norm = src.norm
+        self.proj = src.proj
+        w = src.qkv.weight.detach().reshape(h, 3, d, dim)
+        b = src.qkv.bias.detach().reshape(h, 3, d)
+        lin = []
+        for i, scale in enumerate((src.scale, 1.0, 1.0)):
+            layer = nn.Linear(dim, dim).to(w.device, w.dtype)
+            with torch.no_grad():
+                layer.weight.copy_(w[:, i].reshape(dim, dim) * scale)
+                layer.bias.copy_(b[:, i].reshape(dim) * scale)
+            lin.append(layer)
+        self.q, self.k, self.v = lin
+        self.register_buffer("bias", src.attention_bias().detach().clone())
+
+    def mix(self, x: Tensor) -> Tensor:
+        b, n, c = x.shape
+        x = self.norm(x)
+        q = self.q(x).reshape(b, n, self.num_heads, self.head_dim).transpose(1, 2)
+        k = self.k(x).reshape(b, n, self.num_heads, self.head_dim).permute(0, 2, 3, 1)
+        v = self.v(x).reshape(b, n, self.num_heads, self.head_dim).transpose(1, 2)
+        out = (q @ k + self.bias).softmax(dim=-1) @ v
+        return out.transpose(1, 2).reshape(b, n, c)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.proj(self.mix(x))
 
 
 class FeedForward(nn.Module):
@@ -176,8 +207,9 @@ class TinyViTBlock(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         b, h, w, c = x.shape
         windows, ph, pw = window_partition(x, self.window)
-        attn = self.attn(windows)
-        x = x + window_merge(attn, self.window, b, ph, pw, h, w)
+        # ``proj`` acts per token: apply it after cropping the window padding (less work).
+        mixed = window_merge(self.attn.mix(windows), self.window, b, ph, pw, h, w)
+        x = x + self.attn.proj(mixed)
         x = self.local_conv(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
         return x + self.mlp(x)
 

@@ -5,7 +5,7 @@ import functools
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterator
 
 from medground.io.image import MedGroundInputError
 from medground.ontology import text as _text
@@ -65,7 +65,7 @@ def _split_side(toks: list[str]) -> tuple[str | None, list[str]]:
     return side, rest
 
 
-@dataclass(frozen=True)
+@dataclass
 class Resolution:
     """Result of :meth:`Ontology.resolve`.
 
@@ -76,7 +76,7 @@ class Resolution:
     prompt: str
     normalized: str
     term: Term
-    terms: tuple[Term, ...]
+    terms: list[Term]
     union: bool
     laterality: str | None  # "left", "right", "both" or None (as asked in the prompt)
     method: str             # id | name | synonym | dataset | abbreviation | fuzzy
@@ -329,7 +329,7 @@ class Ontology:
         if raw in self._terms:
             t = self._terms[raw]
             terms, union = self._apply_side(prompt, t, None)
-            return Resolution(prompt, raw, t, tuple(terms), union, None, "id", 1.0, raw)
+            return Resolution(prompt, raw, t, list(terms), union, None, "id", 1.0, raw)
         toks = _canon_sides(_text.tokens(raw))
         norm = " ".join(toks)
         if not norm:
@@ -364,7 +364,7 @@ class Ontology:
             raise MedGroundInputError(f"ambiguous term '{prompt.strip()}': could be {names}; be more specific")
         term = self._terms[ids[0]]
         terms, union = self._apply_side(prompt, term, side)
-        return Resolution(prompt, norm, term, tuple(terms), union, side or asked_side, method, score, key)
+        return Resolution(prompt, norm, term, list(terms), union, side or asked_side, method, score, key)
 
     def resolve_many(self, prompt: str) -> list[Resolution]:
         """Resolve a list such as "liver, spleen and both kidneys" into one resolution per item."""
@@ -412,6 +412,11 @@ class Ontology:
             ids = sorted({t for k in best for t, p in self._bags[k].items() if p == min(self._bags[k].values())})
         else:
             ids = sorted({t for k in best for t, p in self._keys[k].items() if p == min(self._keys[k].values())})
+        # Every word must be a plausible typo of a word of the key ("heart and lung" is not "left lung").
+        best = [k for k in best if self._tokens_align(query, k)]
+        ids = [t for t in ids if any(t in self._keys.get(k, {}) or t in self._bags.get(k, {}) for k in best)]
+        if not best or not ids:
+            return None
         # Don't turn a typo into an abbreviation of some other structure.
         if all(self._keys.get(k, {}).get(t) == P_ABBREV for k in best for t in ids if k in self._keys):
             return None
@@ -419,6 +424,22 @@ class Ontology:
         if len(ids) != 1:
             return None
         return ids, 1.0 - best_d / max(qlen, 1), best[0]
+
+    @staticmethod
+    def _tokens_align(query: str, key: str) -> bool:
+        """Each query word is within its own typo budget of a distinct word of the key (any order)."""
+        qt = [t for t in query.split() if t not in _text.BAG_IGNORE] or query.split()
+        kt = [t for t in key.split() if t not in _text.BAG_IGNORE] or key.split()
+        if len(qt) != len(kt):
+            return "".join(qt) == "".join(kt) or _text.levenshtein("".join(qt), "".join(kt)) <= 1
+        free = list(kt)
+        for q in qt:
+            budget = _text.allowed_typos(len(q))
+            match = next((k for k in free if _text.levenshtein(q, k, max_dist=budget) <= budget), None)
+            if match is None:
+                return False
+            free.remove(match)
+        return True
 
     def _token_sims(self, qtoks: list[str]) -> list[dict[str, float]]:
         """For each query token, similarity to every vocabulary token worth considering."""
@@ -454,7 +475,7 @@ class Ontology:
         if not qtoks:
             qtoks = _canon_sides(_text.tokens(query, strip_filler=False))
         qnorm = " ".join(qtoks)
-        sims = self._token_sims(qtoks)
+        sims = self._token_sims([t for t in qtoks if t not in _text.BAG_IGNORE] or qtoks)
         scores: dict[str, float] = {}
         qchars = qnorm.replace(" ", "")
         for key in self._key_list:
@@ -493,7 +514,7 @@ class Ontology:
             for tid, dt in self._def_tokens.items():
                 hit = len(qset & dt)
                 if hit:
-                    v = 0.45 * hit / len(qset)
+                    v = 0.4 * hit / len(qset)
                     if v > scores.get(tid, 0.0):
                         scores[tid] = v
         ranked = []
@@ -524,7 +545,3 @@ class Ontology:
 def _default() -> Ontology:
     return Ontology.from_dir(DATA_DIR)
 
-
-def iter_terms(ids: Iterable[str]) -> list[Term]:
-    ont = Ontology.default()
-    return [ont.get(i) for i in ids]
