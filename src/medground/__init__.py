@@ -11,11 +11,7 @@ def load(path, **kw) -> MedImage:
     return _load(path, **kw)
 
 
-def segment(image, **kw):
-    """Box/point/text-prompted segmentation; see :func:`medground.segment.segment`."""
-    from medground.segment import segment as _segment
-
-    return _segment(image, **kw)
+from medground import segment  # noqa: E402  (callable module: medground.segment(image, boxes=...))
 
 
 __all__ = ["MedImage", "MedGroundInputError", "load", "segment", "__version__"]

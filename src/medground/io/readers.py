@@ -54,6 +54,12 @@ def load(path, series: str | int | None = None, *, check: bool = True) -> MedIma
         image.source_path = str(p)
     if check:
         validate(image, name=p.name)
+    if image.modality == "OT" and image.ndim == 3 and image.source_format in ("nifti", "nrrd"):
+        from medground.io.intensity import looks_like_hu
+
+        if looks_like_hu(image):  # a volume in Hounsfield units is a CT
+            image.modality = "CT"
+            image.meta["modality_source"] = "guessed from intensities (Hounsfield units)"
     log.debug("loaded %s: %s shape=%s modality=%s", p.name, image.source_format, image.shape, image.modality)
     return image
 

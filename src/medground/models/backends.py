@@ -2,11 +2,13 @@
 
 * ``"torch"``: the model's own :class:`~medground.models.tinyvit.TinyViT` module, exact and
   differentiable (used in training mode).
-* ``"fast"``: a frozen copy with every conv+batch-norm pair folded into one convolution, the window
-  attention biases materialised and channels-last activations; run under ``torch.inference_mode``.
+* ``"fast"``: a frozen copy with every conv+batch-norm pair folded into one convolution, separate
+  q/k/v projections (softmax scale folded into q), the window attention biases materialised and
+  channels-last activations; run without autograd. Same function, equal to ~1e-5.
 * ``"onnx"``: the frozen copy exported once to ONNX and run with ONNX Runtime (optional extra
   ``medground[fast]``). The ``.onnx`` file is written into :func:`cache_dir` under a name derived
-  from the SHA-256 of the weights, so it is rebuilt whenever the weights change and never committed.
+  from the SHA-256 of the encoder weights (and its config), so it is rebuilt whenever the weights
+  change; it is never part of the repository or the wheel.
 * ``"auto"``: ``"torch"`` in training mode, else ``"onnx"`` on CPU when ``onnxruntime`` imports
   (falling back to ``"fast"`` if the export fails), else ``"fast"``.
 
@@ -17,11 +19,14 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import importlib.util
 import json
 import logging
 import os
 import tempfile
+import threading
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -111,7 +116,7 @@ class EncoderBackend:
         raise NotImplementedError
 
     def run(self, images: Tensor, batch_size: int | None = None) -> Tensor:
-        bs = int(batch_size or self.default_batch_size)
+        bs = int(self.default_batch_size if batch_size is None else batch_size)
         if bs < 1:
             raise MedGroundInputError(f"batch_size must be at least 1; got {bs}.")
         if images.shape[0] <= bs:
@@ -135,7 +140,7 @@ class TorchBackend(EncoderBackend):
 
 
 class FastTorchBackend(EncoderBackend):
-    """Frozen, BN-folded, channels-last copy of the encoder under ``torch.inference_mode``."""
+    """Frozen, BN-folded, channels-last copy of the encoder (run without autograd)."""
 
     name = "fast"
 
@@ -144,43 +149,69 @@ class FastTorchBackend(EncoderBackend):
         self.encoder = frozen_encoder(model.image_encoder).to(self.device)
 
     def encode_batch(self, images: Tensor) -> Tensor:
-        with torch.inference_mode():
+        with torch.no_grad():
             x = images.to(self.device, torch.float32).contiguous(memory_format=torch.channels_last)
             return self.encoder(x).contiguous()
 
 
 class OnnxBackend(EncoderBackend):
-    """The frozen encoder exported to ONNX (cached on disk) and run by ONNX Runtime on the CPU."""
+    """The frozen encoder exported to ONNX (cached on disk) and run by ONNX Runtime on the CPU.
+
+    A single image runs on one session using all ``threads``. A batch is split into ``threads``
+    parts that run at the same time on a second, single-threaded session: on a small CPU this
+    avoids most of the per-operator thread synchronisation and degrades more gracefully when other
+    processes compete for the cores.
+    """
 
     name = "onnx"
 
     def __init__(self, model: "LiteMedSAM", path: str | os.PathLike | None = None,
                  threads: int | None = None) -> None:
-        import onnxruntime as ort  # optional extra: medground[fast]
+        import onnxruntime  # noqa: F401  (optional extra: medground[fast]; fail early)
 
         self.path = Path(path) if path is not None else onnx_path(model)
+        self.threads = max(1, int(threads or torch.get_num_threads()))
         if not self.path.exists():
             export_onnx(model, self.path)
-        opts = ort.SessionOptions()
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        opts.intra_op_num_threads = int(threads or torch.get_num_threads())
-        opts.inter_op_num_threads = 1
-        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        opts.log_severity_level = 3
         try:
-            self.session = ort.InferenceSession(str(self.path), sess_options=opts,
-                                                providers=["CPUExecutionProvider"])
+            self.session = self._session(self.threads)
         except Exception:  # a truncated or foreign file in the cache: rebuild it once
             log.warning("cached ONNX encoder %s could not be loaded; rebuilding it", self.path)
             export_onnx(model, self.path)
-            self.session = ort.InferenceSession(str(self.path), sess_options=opts,
-                                                providers=["CPUExecutionProvider"])
+            self.session = self._session(self.threads)
         self.input_name = self.session.get_inputs()[0].name
         self.output_device = model.device
+        self._single = None  # single-threaded session for batches, made on first use
+        self._pool = None
+        self._lock = threading.Lock()
+
+    def _session(self, threads: int):
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.log_severity_level = 3
+        return ort.InferenceSession(str(self.path), sess_options=opts, providers=["CPUExecutionProvider"])
+
+    def _parallel(self):
+        with self._lock:
+            if self._single is None:
+                self._single = self._session(1)
+                self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="medground-onnx")
+        return self._single, self._pool
 
     def encode_batch(self, images: Tensor) -> Tensor:
         x = np.ascontiguousarray(images.detach().to("cpu", torch.float32).numpy())
-        (out,) = self.session.run(None, {self.input_name: x})
+        if self.threads > 1 and x.shape[0] > 1:
+            session, pool = self._parallel()
+            parts = np.array_split(x, min(self.threads, x.shape[0]))
+            outs = list(pool.map(lambda part: session.run(None, {self.input_name: part})[0], parts))
+            out = np.concatenate(outs, axis=0)
+        else:
+            (out,) = self.session.run(None, {self.input_name: x})
         return torch.from_numpy(out).to(self.output_device)
 
 
@@ -196,6 +227,9 @@ def onnx_path(model: "LiteMedSAM") -> Path:
 def export_onnx(model: "LiteMedSAM", path: str | os.PathLike) -> Path:
     """Export the frozen encoder of ``model`` to ``path`` (atomic write; dynamic batch axis)."""
     path = Path(path)
+    if importlib.util.find_spec("onnx") is None:
+        raise RuntimeError("Exporting the LiteMedSAM encoder to ONNX needs the onnx package: "
+                           "pip install 'medground[fast]'.")
     path.parent.mkdir(parents=True, exist_ok=True)
     enc = frozen_encoder(model.image_encoder).to("cpu").to(memory_format=torch.contiguous_format)
     example = torch.rand(2, 3, model.image_size, model.image_size)
@@ -218,41 +252,45 @@ def export_onnx(model: "LiteMedSAM", path: str | os.PathLike) -> Path:
     return path
 
 
+def _named_backend(model: "LiteMedSAM", name: str) -> EncoderBackend:
+    cached = model._backends.get(name)
+    if cached is None:
+        if name == "torch":
+            cached = TorchBackend(model)
+        elif name == "fast":
+            cached = FastTorchBackend(model)
+        else:
+            if model.device.type != "cpu":
+                raise MedGroundInputError("The 'onnx' encoder backend runs on the CPU only; use 'fast' or 'torch' "
+                                          f"on {model.device.type}.")
+            if not onnxruntime_available():
+                raise MedGroundInputError("The 'onnx' encoder backend needs onnxruntime: pip install 'medground[fast]'.")
+            cached = OnnxBackend(model)
+        model._backends[name] = cached
+    return cached
+
+
 def get_backend(model: "LiteMedSAM", spec: "str | EncoderBackend") -> EncoderBackend:
-    """Resolve ``spec`` (a name from :data:`BACKENDS` or an :class:`EncoderBackend`) for ``model``;
-    back-end objects are created once per model instance."""
+    """Resolve ``spec`` (a name from :data:`BACKENDS` or an :class:`EncoderBackend`) for ``model``.
+    Back-end objects are made once per model instance and kept in ``model._backends``."""
     if isinstance(spec, EncoderBackend):
         return spec
     if not isinstance(spec, str) or spec not in BACKENDS:
         raise MedGroundInputError(f"Unknown encoder backend {spec!r}; choose one of {', '.join(BACKENDS)}.")
-    name = spec
-    if name == "auto":
-        if model.training:
-            name = "torch"
-        elif model.device.type == "cpu" and onnxruntime_available():
-            name = "onnx"
-        else:
-            name = "fast"
-    if name == "onnx" and model.device.type != "cpu":
-        raise MedGroundInputError("The 'onnx' encoder backend runs on the CPU only; use 'fast' or 'torch' on "
-                                  f"{model.device.type}.")
-    cached = model._backends.get(name)
+    if spec != "auto":
+        return _named_backend(model, spec)
+    if model.training:
+        return _named_backend(model, "torch")
+    cached = model._backends.get("auto")
     if cached is not None:
         return cached
-    if name == "torch":
-        backend: EncoderBackend = TorchBackend(model)
-    elif name == "fast":
-        backend = FastTorchBackend(model)
-    else:
-        if not onnxruntime_available():
-            raise MedGroundInputError("The 'onnx' encoder backend needs onnxruntime: pip install 'medground[fast]'.")
+    backend = None
+    if model.device.type == "cpu" and onnxruntime_available():
         try:
-            backend = OnnxBackend(model)
-        except Exception as exc:
-            if spec != "auto":
-                raise
-            log.warning("ONNX encoder unavailable (%s); using the fused PyTorch encoder", exc)
-            backend = model._backends.get("fast") or FastTorchBackend(model)
-            model._backends["fast"] = backend
-    model._backends[name] = backend
+            backend = _named_backend(model, "onnx")
+        except Exception as exc:  # no onnx exporter, unwritable cache, ...
+            log.warning("ONNX encoder unavailable (%s: %s); using the fused PyTorch encoder", type(exc).__name__, exc)
+    if backend is None:
+        backend = _named_backend(model, "fast")
+    model._backends["auto"] = backend
     return backend

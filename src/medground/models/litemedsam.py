@@ -168,6 +168,8 @@ class LiteMedSAM(nn.Module):
                 raise MedGroundInputError(f"mask_input must have shape (B, 1, {s}, {s}); got {tuple(mask_input.shape)}.")
         embeddings = embeddings.to(dev, torch.float32)
         b = self._prompt_batch(embeddings, boxes, points, mask_input)
+        if embeddings.shape[0] > 1 and embeddings.stride(0) == 0:  # an expand()ed single embedding
+            embeddings = embeddings[:1]
         sparse, dense = self.prompt_encoder(points, boxes, mask_input, b)
         return self.mask_decoder(embeddings, self.prompt_encoder.dense_pe(), sparse, dense, multimask)
 

@@ -110,8 +110,8 @@ class PromptEncoder(nn.Module):
         sparse = torch.cat(parts, dim=1) if parts else torch.empty(batch, 0, self.embed_dim, device=dev)
         if masks is not None:
             dense = self.mask_downscaling(masks.float())
-        else:
-            dense = self.no_mask_embed.weight.reshape(1, -1, 1, 1).expand(batch, -1, *self.embedding_hw)
+        else:  # (1, D, h, w): the same for every prompt, broadcast by the decoder
+            dense = self.no_mask_embed.weight.reshape(1, -1, 1, 1).expand(1, -1, *self.embedding_hw)
         return sparse, dense
 
 
@@ -135,9 +135,12 @@ class ProjAttention(nn.Module):
         return x.reshape(b, n, self.num_heads, c // self.num_heads).transpose(1, 2)
 
     def forward(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+        """Inputs ``(B, N, dim)``; a batch of 1 is broadcast against the others (projected once)."""
         q = self._heads(self.q_proj(q))
         k = self._heads(self.k_proj(k))
         v = self._heads(self.v_proj(v))
+        b = max(q.shape[0], k.shape[0], v.shape[0])
+        q, k, v = (t.expand(b, -1, -1, -1) if t.shape[0] != b else t for t in (q, k, v))
         out = F.scaled_dot_product_attention(q, k, v)
         b, h, n, d = out.shape
         return self.out_proj(out.transpose(1, 2).reshape(b, n, h * d))
@@ -194,14 +197,17 @@ class TwoWayTransformer(nn.Module):
         self.norm_final_attn = nn.LayerNorm(dim)
 
     def forward(self, image: Tensor, image_pe: Tensor, tokens: Tensor) -> tuple[Tensor, Tensor]:
-        """``image``/``image_pe``: ``(B, C, h, w)``; ``tokens``: ``(B, T, C)``. Returns tokens and image
-        tokens ``(B, h*w, C)``."""
+        """``image``/``image_pe``: ``(B or 1, C, h, w)``; ``tokens``: ``(B, T, C)``. Returns tokens and image
+        tokens ``(B, h*w, C)``. An image of batch 1 is shared by all B prompts until the first layer
+        updates it from the tokens (its projections are computed once)."""
         image = image.flatten(2).transpose(1, 2)
         image_pe = image_pe.flatten(2).transpose(1, 2)
         token_pe = tokens
         for layer in self.layers:
             tokens, image = layer(tokens, image, token_pe, image_pe)
         attn = self.final_attn_token_to_image(tokens + token_pe, image + image_pe, image)
+        if image.shape[0] != tokens.shape[0]:  # depth 0
+            image = image.expand(tokens.shape[0], -1, -1)
         return self.norm_final_attn(tokens + attn), image
 
 
@@ -233,11 +239,11 @@ class MaskDecoder(nn.Module):
         b = sparse.shape[0]
         out_tokens = torch.cat([self.iou_token.weight, self.mask_tokens.weight], dim=0)
         tokens = torch.cat([out_tokens[None].expand(b, -1, -1), sparse], dim=1)
-        if image.shape[0] != b:
-            image = image.expand(b, -1, -1, -1)
+        # image (1 or B) + dense (1 or B): stays a batch of 1 when every prompt shares the image and
+        # there is no mask prompt, and the transformer broadcasts it.
         src = image + dense
         _, c, h, w = src.shape
-        tokens, src = self.transformer(src, image_pe.expand(b, -1, -1, -1), tokens)
+        tokens, src = self.transformer(src, image_pe, tokens)
 
         wanted = range(1, self.num_mask_tokens) if multimask else range(0, 1)
         upscaled = self.output_upscaling(src.transpose(1, 2).reshape(b, c, h, w))

@@ -26,6 +26,8 @@ class PropagationConfig:
     min_overlap: float = 0.3  # Dice between consecutive masks (after in-plane alignment) below this: ended
     max_growth: float = 2.0  # area more than this times the previous: leaked, ended
     min_iou: float = 0.35  # predicted IoU below this: ended
+    intensity_sd: float = 2.0  # mean intensity drifting more than this many SDs of the first slice's: ended
+    intensity_min_shift: float = 0.08  # ... and more than this (unit intensity range)
     use_mask_prompt: bool = False
 
 
@@ -71,6 +73,23 @@ def _largest_component_2d(m: np.ndarray) -> np.ndarray:
     return lab == (int(np.argmax(sizes)) + 1)
 
 
+def _connected_to(m: np.ndarray, prev: np.ndarray, radius: int = 3) -> np.ndarray:
+    """Components of ``m`` that touch ``prev`` (dilated): an object may split (aortic arch) but not jump."""
+    from scipy import ndimage
+
+    lab, n = ndimage.label(m)
+    if n == 0:
+        return m
+    near = ndimage.binary_dilation(prev, iterations=radius)
+    keep = np.unique(lab[near & m])
+    return np.isin(lab, keep[keep > 0])
+
+
+def _unit_gray(pred: SlicePredictor, z: int) -> np.ndarray:
+    u = pred._unit[:, :, z]
+    return u.mean(axis=-1) if u.ndim == 3 else u
+
+
 def propagate(pred: SlicePredictor, z0: int, first, cfg: PropagationConfig | None = None) -> SegmentationResult:
     """Propagate a first-slice result through the volume in both directions."""
     cfg = cfg or PropagationConfig()
@@ -80,6 +99,9 @@ def propagate(pred: SlicePredictor, z0: int, first, cfg: PropagationConfig | Non
     ious = {z0: first.iou}
     if not first.mask.any():
         return SegmentationResult(vol, {}, 0.0, "", [z0], ious)
+    vals = _unit_gray(pred, z0)[first.mask]
+    ref_mean, ref_sd = float(vals.mean()), float(vals.std())
+    max_shift = max(cfg.intensity_min_shift, cfg.intensity_sd * ref_sd)
     for step in (1, -1):
         prev = first
         prev_mask = first.mask
@@ -91,10 +113,11 @@ def propagate(pred: SlicePredictor, z0: int, first, cfg: PropagationConfig | Non
             pred.prepare([z + step * k for k in range(pred.batch_size) if 0 <= z + step * k < Z])
             res = pred.predict(z, box=_expand(box, cfg, (X, Y)),
                                mask_logits=prev.logits if cfg.use_mask_prompt else None)
-            m = _largest_component_2d(res.mask)
+            m = _connected_to(res.mask, prev_mask)
             area, parea = int(m.sum()), int(prev_mask.sum())
             if (area < cfg.min_area_px or res.iou < cfg.min_iou or area > cfg.max_growth * max(parea, 1)
-                    or _dice(m, prev_mask) < cfg.min_overlap):
+                    or _dice(m, prev_mask) < cfg.min_overlap
+                    or abs(float(_unit_gray(pred, z)[m].mean()) - ref_mean) > max_shift):
                 break
             vol[:, :, z] = m
             ious[z] = res.iou

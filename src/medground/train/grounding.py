@@ -74,7 +74,7 @@ def train_head(cache: EmbeddingCache, term_emb: torch.Tensor, cfg: HeadTrainConf
     steps_per_epoch = max(1, math.ceil(len(train_rows) / cfg.batch))
     total = cfg.epochs * steps_per_epoch
     opt = torch.optim.AdamW(head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total, pct_start=0.1)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=max(total, 20), pct_start=0.1)
     temb = term_emb.to(device)
     step = 0
     t0 = time.time()
@@ -169,7 +169,7 @@ def train_orientation(cache: EmbeddingCache, epochs: int = 8, batch: int = 128, 
     va = cache.select("val")
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
     steps = max(1, math.ceil(len(tr) / batch))
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps, pct_start=0.15)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(epochs * steps, 20), pct_start=0.15)
     thumbs = torch.from_numpy(cache.thumbs).float() / 255.0
     hist = []
     for ep in range(epochs):

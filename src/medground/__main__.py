@@ -1,0 +1,3 @@
+from medground.cli.main import run
+
+run()
