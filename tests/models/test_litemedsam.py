@@ -242,6 +242,14 @@ def test_decode_prompt_shapes_and_broadcast():
         assert logits.shape == (3, 1, 64, 64) and iou.shape == (3, 1)
         one, _ = net.decode(emb, boxes=boxes[1:2])
         torch.testing.assert_close(one[0], logits[1], atol=1e-5, rtol=1e-5)
+        expanded, _ = net.decode(emb.expand(3, -1, -1, -1), boxes=boxes)  # stride-0 batch
+        torch.testing.assert_close(expanded, logits)
+        copied, _ = net.decode(emb.repeat(3, 1, 1, 1), boxes=boxes)  # real batch of 3
+        torch.testing.assert_close(copied, logits, atol=1e-5, rtol=1e-5)
+        masks = torch.randn(3, 1, 64, 64)
+        shared, _ = net.decode(emb, boxes=boxes, mask_input=masks)
+        single, _ = net.decode(emb, boxes=boxes[2:], mask_input=masks[2:])
+        torch.testing.assert_close(shared[2:], single, atol=1e-5, rtol=1e-5)
         pts = (torch.tensor([[[20.0, 20.0], [40.0, 41.0]]]), torch.tensor([[1, 0]]))
         logits, iou = net.decode(emb, points=pts, multimask=True)
         assert logits.shape == (1, 3, 64, 64) and iou.shape == (1, 3)
@@ -339,3 +347,13 @@ def test_matches_reference_on_real_ct_and_onnx_keeps_masks(model, reference, ct_
         fast_logits, _ = model.decode(fast_emb, boxes=box)
         assert dice((fast_logits > 0)[0, 0].numpy(), mask) >= 0.99
         assert (fast_emb - emb).abs().max().item() < 1e-3
+
+
+def test_hub_weight_names():
+    assert registry._parse_hf("hf://org/repo/sub/w.safetensors@v1") == ("org/repo", "sub/w.safetensors", "v1")
+    assert registry._parse_hf("hf://org/repo/w.pth") == ("org/repo", "w.pth", None)
+    with pytest.raises(MedGroundInputError):
+        registry._parse_hf("hf://org/repo")
+    if importlib.util.find_spec("huggingface_hub") is None:
+        with pytest.raises(registry.WeightsUnavailableError, match="huggingface_hub"):
+            load_model(TINY, weights="hf://org/repo/w.safetensors", cache=False)

@@ -264,7 +264,9 @@ def _named_backend(model: "LiteMedSAM", name: str) -> EncoderBackend:
                 raise MedGroundInputError("The 'onnx' encoder backend runs on the CPU only; use 'fast' or 'torch' "
                                           f"on {model.device.type}.")
             if not onnxruntime_available():
-                raise MedGroundInputError("The 'onnx' encoder backend needs onnxruntime: pip install 'medground[fast]'.")
+                raise MedGroundInputError(
+                    "The 'onnx' encoder backend needs onnxruntime: pip install 'medground[fast]'."
+                )
             cached = OnnxBackend(model)
         model._backends[name] = cached
     return cached

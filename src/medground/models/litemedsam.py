@@ -112,7 +112,8 @@ class LiteMedSAM(nn.Module):
         b = batch.pop() if batch else embeddings.shape[0]
         if embeddings.shape[0] not in (1, b):
             raise MedGroundInputError(
-                f"{embeddings.shape[0]} image embeddings for {b} prompts: give one embedding per prompt or a single one."
+                f"{embeddings.shape[0]} image embeddings for {b} prompts: give one embedding per prompt "
+                "or a single one."
             )
         return b
 
@@ -165,7 +166,9 @@ class LiteMedSAM(nn.Module):
             if mask_input.ndim == 3:
                 mask_input = mask_input[:, None]
             if mask_input.ndim != 4 or tuple(mask_input.shape[1:]) != (1, s, s):
-                raise MedGroundInputError(f"mask_input must have shape (B, 1, {s}, {s}); got {tuple(mask_input.shape)}.")
+                raise MedGroundInputError(
+                    f"mask_input must have shape (B, 1, {s}, {s}); got {tuple(mask_input.shape)}."
+                )
         embeddings = embeddings.to(dev, torch.float32)
         b = self._prompt_batch(embeddings, boxes, points, mask_input)
         if embeddings.shape[0] > 1 and embeddings.stride(0) == 0:  # an expand()ed single embedding

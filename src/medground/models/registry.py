@@ -163,7 +163,8 @@ def _download_hf(uri: str) -> Path:
         from huggingface_hub import hf_hub_download
     except ImportError:
         raise WeightsUnavailableError(
-            f"Loading {uri} needs huggingface_hub: pip install huggingface_hub (or download the file and pass its path)."
+            f"Loading {uri} needs huggingface_hub: pip install huggingface_hub "
+            "(or download the file and pass its path)."
         ) from None
     offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() not in ("", "0", "false", "no", "off")
     try:

@@ -126,6 +126,39 @@ def propagate(pred: SlicePredictor, z0: int, first, cfg: PropagationConfig | Non
     return SegmentationResult(vol, {}, float(np.mean(list(ious.values()))), "", sorted(ious), ious)
 
 
+def _border_fraction(m: np.ndarray, box) -> float:
+    """Fraction of the box's border pixels the mask covers (a mask cut by its box is too small a box)."""
+    x0, y0, x1, y1 = [int(round(v)) for v in box]
+    x1, y1 = min(x1, m.shape[0] - 1), min(y1, m.shape[1] - 1)
+    edge = np.concatenate([m[x0:x1 + 1, y0], m[x0:x1 + 1, y1], m[x0, y0:y1 + 1], m[x1, y0:y1 + 1]])
+    return float(edge.mean()) if edge.size else 1.0
+
+
+def point_result(pred: SlicePredictor, z: int, x: float, y: float):
+    """Segment the object under a point. LiteMedSAM was trained with boxes, so a point alone gives
+    poor masks: boxes of several sizes centred on the point are tried in one decoder batch and the
+    one whose mask holds the point, is not cut by its box and has the best predicted IoU wins."""
+    X, Y = pred.image.shape[:2]
+    sizes = [s / pred.scale for s in (12, 24, 40, 64, 96, 140, 200)]
+    boxes = []
+    for s in sizes:
+        h = s / 2
+        boxes.append((max(0.0, x - h), max(0.0, y - h), min(X - 1.0, x + h), min(Y - 1.0, y + h)))
+    res = pred.predict_many(z, boxes=boxes)
+    xi, yi = int(round(x)), int(round(y))
+    best, best_score = None, -1.0
+    for b, r in zip(boxes, res):
+        if not r.mask.any() or not r.mask[xi, yi]:
+            continue
+        score = r.iou * (1.0 - _border_fraction(r.mask, b))
+        if score > best_score:
+            best, best_score = r, score
+    if best is None:  # nothing holds the point: the smallest box's result
+        best = res[0]
+        best.mask = np.zeros_like(best.mask)
+    return best
+
+
 def segment_prompt(pred: SlicePredictor, p: Prompt, cfg: PropagationConfig | None = None,
                    propagate_3d: bool = True) -> SegmentationResult:
     image = pred.image
@@ -147,10 +180,7 @@ def segment_prompt(pred: SlicePredictor, p: Prompt, cfg: PropagationConfig | Non
         if p.kind == "box":
             first = pred.predict(z, box=p.coords)
         else:
-            pts = [(p.coords[0], p.coords[1])] + list(p.extra_points)
-            labels = list(p.point_labels) + [1] * (len(pts) - len(p.point_labels))
-            first = pred.predict(z, points=np.array(pts, dtype=np.float32), point_labels=np.array(labels),
-                                 multimask=True)
+            first = point_result(pred, z, p.coords[0], p.coords[1])
         if Z > 1 and propagate_3d:
             first.mask = _largest_component_2d(first.mask)
             res = propagate(pred, z, first, cfg)
@@ -189,8 +219,7 @@ def segment(image: MedImage, boxes=None, points=None, prompts: list[Prompt] | No
         pt = [float(v) for v in pt]
         if len(pt) not in (2, 3):
             raise MedGroundInputError(f"point {pt} needs 2 or 3 numbers")
-        all_prompts.append(Prompt("point", tuple(pt), z=int(round(pt[2])) if len(pt) == 3 else None,
-                                  point_labels=(1,)))
+        all_prompts.append(Prompt("point", tuple(pt), z=int(round(pt[2])) if len(pt) == 3 else None))
     if not all_prompts:
         raise MedGroundInputError("no prompt given: pass a box, a point or a text prompt")
     for p in all_prompts:  # validate everything before any compute

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,16 +13,13 @@ from medground.io.image import MedGroundInputError, MedImage
 class Prompt:
     """One spatial prompt.
 
-    kind: "box" (2D box on slice ``z``), "box3d" (x0,y0,z0,x1,y1,z1) or "point" (x, y, z; label 1 = inside,
-    0 = outside). Coordinates are voxel/pixel indices of the input as stored (x = first array axis).
+    kind: "box" (2D box on slice ``z``), "box3d" (x0,y0,z0,x1,y1,z1) or "point" (x, y, z: inside the object). Coordinates are voxel/pixel indices of the input as stored (x = first array axis).
     """
 
     kind: str
     coords: tuple[float, ...]
     z: int | None = None
     label: str | None = None
-    point_labels: tuple[int, ...] = ()
-    extra_points: list[tuple[float, float]] = field(default_factory=list)
 
     def describe(self) -> dict[str, Any]:
         d: dict[str, Any] = {"type": self.kind}
@@ -60,7 +57,7 @@ def parse_point(text: str, label: str | None = None) -> Prompt:
     if len(vals) not in (2, 3):
         raise MedGroundInputError(f"point '{text}' needs 2 or 3 numbers x,y[,z]")
     z = int(round(vals[2])) if len(vals) == 3 else None
-    return Prompt("point", tuple(vals), z=z, label=label, point_labels=(1,))
+    return Prompt("point", tuple(vals), z=z, label=label)
 
 
 def validate_prompt(p: Prompt, image: MedImage) -> Prompt:
