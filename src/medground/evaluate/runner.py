@@ -59,6 +59,8 @@ def evaluate_dataset(dataset_root: str | Path, split: str = "val", prompts: list
         terms_of = {onto.get(t).name: [t] for t in sorted(set(labels.values()))}
     cases = list_cases(root, split)[: max_cases or None]
     agg = Aggregator(nsd_tolerance_mm=nsd_tolerance_mm)
+    # slice-level presence on volumes: is the structure reported on the slices where it is (and only there)?
+    agg.slice_presence = {"TP": 0, "FP": 0, "TN": 0, "FN": 0}
     for c in cases:
         image = medground.load(root / c["image"])
         _, label, masks = load_case(root, c)
@@ -86,6 +88,10 @@ def evaluate_dataset(dataset_root: str | Path, split: str = "val", prompts: list
                 pred, r2 = pred[0], ref[0]
             else:
                 r2 = ref
+            if image.ndim == 3:
+                pz, rz = pred.any(axis=(1, 2)), r2.any(axis=(1, 2))
+                for key, v in (("TP", pz & rz), ("FP", pz & ~rz), ("TN", ~pz & ~rz), ("FN", ~pz & rz)):
+                    agg.slice_presence[key] += int(v.sum())
             m = compute_metrics(pred, r2, spacing=spacing, nsd_tolerance_mm=nsd_tolerance_mm)
             agg.add(c["id"], modality, p, m)
         log(f"{c['id']}: done")

@@ -1,9 +1,9 @@
-"""The eight rotations/flips of a picture (the dihedral group) and a small classifier that tells
-which of them turns a canonically oriented picture into the one given.
+"""A small classifier that tells which of the 8 rotations/flips (the dihedral group, as defined in
+:mod:`medground.data.orient`) turns a canonically oriented picture into the one given, and the torch
+version of those transforms used to train it.
 
 Index k: 0 identity, 1 rot90 (counter-clockwise), 2 rot180, 3 rot270, 4 flip_lr (mirror columns),
-5 flip_ud (mirror rows), 6 transpose, 7 anti_transpose. Operations act on the first two axes of a
-numpy picture (rows, cols[, C]) and on the last two axes of a torch tensor (..., H, W).
+5 flip_ud (mirror rows), 6 transpose, 7 anti_transpose.
 """
 from __future__ import annotations
 
@@ -12,40 +12,27 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-NAMES = ["identity", "rot90", "rot180", "rot270", "flip_lr", "flip_ud", "transpose", "anti_transpose"]
-INVERSE = [0, 3, 2, 1, 4, 5, 6, 7]
+from medground.data.orient import DIHEDRAL_NAMES, _INVERSE, dihedral, undihedral  # noqa: F401
 
-
-def _apply(a, k: int, rot, flip, swap):
-    if k == 0:
-        return a
-    if 1 <= k <= 3:
-        return rot(a, k)
-    if k == 4:
-        return flip(a, 1)
-    if k == 5:
-        return flip(a, 0)
-    if k == 6:
-        return swap(a)
-    if k == 7:
-        return swap(rot(a, 2))
-    raise ValueError(f"dihedral index {k} not in 0..7")
-
-
-def dihedral(a: np.ndarray, k: int) -> np.ndarray:
-    """Apply transform k to a numpy picture (rows, cols[, C])."""
-    return np.ascontiguousarray(_apply(a, k, lambda x, n: np.rot90(x, n, axes=(0, 1)),
-                                       lambda x, ax: np.flip(x, axis=ax), lambda x: np.swapaxes(x, 0, 1)))
-
-
-def undihedral(a: np.ndarray, k: int) -> np.ndarray:
-    return dihedral(a, INVERSE[k])
+NAMES = list(DIHEDRAL_NAMES)
+INVERSE = [_INVERSE[k] for k in range(8)]
 
 
 def dihedral_torch(t: torch.Tensor, k: int) -> torch.Tensor:
-    """Apply transform k to the last two axes of a tensor (..., H, W)."""
-    return _apply(t, k, lambda x, n: torch.rot90(x, n, dims=(-2, -1)),
-                  lambda x, ax: torch.flip(x, dims=(-1 if ax == 1 else -2,)), lambda x: x.transpose(-2, -1))
+    """Transform k of the last two axes (..., rows, cols) of a tensor; matches ``dihedral`` on numpy."""
+    if k == 0:
+        return t
+    if 1 <= k <= 3:
+        return torch.rot90(t, k, dims=(-2, -1))
+    if k == 4:
+        return torch.flip(t, dims=(-1,))
+    if k == 5:
+        return torch.flip(t, dims=(-2,))
+    if k == 6:
+        return t.transpose(-2, -1)
+    if k == 7:
+        return torch.flip(t, dims=(-2, -1)).transpose(-2, -1)
+    raise ValueError(f"dihedral index {k} not in 0..7")
 
 
 class OrientationNet(nn.Module):
