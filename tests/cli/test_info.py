@@ -10,21 +10,6 @@ import pytest
 from medground.cli import main as cli
 
 
-@pytest.fixture(autouse=True)
-def _multi_command_app():
-    """Typer collapses an app with a single command; keep `info` a sub-command in isolation."""
-    cli._register()
-    added = None
-    if len(cli.app.registered_commands) < 2:
-        @cli.app.command("_noop_info", hidden=True)
-        def _noop() -> None:  # pragma: no cover
-            pass
-        added = cli.app.registered_commands[-1]
-    yield
-    if added is not None:
-        cli.app.registered_commands.remove(added)
-
-
 @pytest.fixture
 def nifti(tmp_path):
     aff = np.array([[-0.8, 0, 0, 10.0], [0, 0.9, 0, -20.0], [0, 0, 2.5, 5.0], [0, 0, 0, 1]])

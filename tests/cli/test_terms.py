@@ -8,21 +8,6 @@ import pytest
 from medground.cli import main as cli
 
 
-@pytest.fixture(autouse=True)
-def _multi_command_app():
-    """Typer collapses an app with a single command; keep `terms` a sub-command in isolation."""
-    cli._register()
-    added = None
-    if len(cli.app.registered_commands) < 2:
-        @cli.app.command("_noop", hidden=True)
-        def _noop() -> None:  # pragma: no cover
-            pass
-        added = cli.app.registered_commands[-1]
-    yield
-    if added is not None:
-        cli.app.registered_commands.remove(added)
-
-
 def test_terms_lists_everything(capsys):
     assert cli.main(["terms", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)

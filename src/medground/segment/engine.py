@@ -63,7 +63,8 @@ def _expand(box, cfg: PropagationConfig, shape) -> tuple[float, float, float, fl
     return (max(0.0, x0 - mx), max(0.0, y0 - my), min(shape[0] - 1.0, x1 + mx), min(shape[1] - 1.0, y1 + my))
 
 
-def _largest_component_2d(m: np.ndarray) -> np.ndarray:
+def largest_component(m: np.ndarray) -> np.ndarray:
+    """The largest connected component of a 2D or 3D mask."""
     from scipy import ndimage
 
     lab, n = ndimage.label(m)
@@ -182,7 +183,7 @@ def segment_prompt(pred: SlicePredictor, p: Prompt, cfg: PropagationConfig | Non
         else:
             first = point_result(pred, z, p.coords[0], p.coords[1])
         if Z > 1 and propagate_3d:
-            first.mask = _largest_component_2d(first.mask)
+            first.mask = largest_component(first.mask)
             res = propagate(pred, z, first, cfg)
         else:
             vol = np.zeros((X, Y, Z), dtype=bool)

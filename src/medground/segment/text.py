@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from medground.io.image import MedGroundInputError, MedImage
 from medground.models.orientation import INVERSE, NAMES, dihedral
-from medground.segment.engine import SegmentationResult
+from medground.segment.engine import SegmentationResult, largest_component
 from medground.segment.predictor import MODEL_SIZE, SlicePredictor
 
 
@@ -135,16 +135,6 @@ def heat_boxes(heat: torch.Tensor, pred: SlicePredictor, cfg: TextConfig) -> tup
     return boxes, pm
 
 
-def _largest_3d(mask: np.ndarray) -> np.ndarray:
-    from scipy import ndimage
-
-    lab, n = ndimage.label(mask)
-    if n <= 1:
-        return mask
-    sizes = ndimage.sum(mask, lab, index=np.arange(1, n + 1))
-    return lab == (int(np.argmax(sizes)) + 1)
-
-
 # --------------------------------------------------------------------------- main entry
 def segment_text(image: MedImage, prompts: list[str], device: str = "cpu", progress: bool = False,
                  model=None, grounding=None, cfg: TextConfig | None = None
@@ -201,7 +191,7 @@ def segment_text(image: MedImage, prompts: list[str], device: str = "cpu", progr
                 vol[:, :, z] |= m
                 ious.append(r.iou)
         if Z > 1 and cfg.keep_largest_3d and vol.any():
-            vol = _largest_3d(vol)
+            vol = largest_component(vol)
         present = bool(vol.any())
         per_term[tid] = {"mask": vol, "presence": float(pz.max()) if Z > 1 else float(pz[0]),
                          "slices": [z for z in zs if vol[:, :, z].any()], "iou": float(np.mean(ious)) if ious else 0.0,

