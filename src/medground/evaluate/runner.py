@@ -26,10 +26,8 @@ def _ref_masks(case: dict, label: np.ndarray, masks: dict, labels: dict[int, str
     return out
 
 
-def _box_predict(image, ref_xyz: np.ndarray, model=None) -> np.ndarray:
-    from medground.segment.predictor import SlicePredictor
-
-    pred = SlicePredictor(image, model=model)
+def _box_predict(pred, ref_xyz: np.ndarray) -> np.ndarray:
+    """LiteMedSAM with the reference's box on every slice where the reference is present."""
     out = np.zeros(ref_xyz.shape, bool)
     for z in range(ref_xyz.shape[2]):
         m = ref_xyz[:, :, z]
@@ -68,6 +66,10 @@ def evaluate_dataset(dataset_root: str | Path, split: str = "val", prompts: list
         refs = _ref_masks(c, label, masks, labels, needed)
         sp = image.spacing
         spacing = None if not image.has_geometry else (sp[2], sp[1], sp[0]) if image.ndim == 3 else (sp[1], sp[0])
+        if mode == "box":
+            from medground.segment.predictor import SlicePredictor
+
+            predictor = SlicePredictor(image, device=device)  # one embedding per slice for every class
         if mode == "text":
             from medground.segment.text import segment_text
 
@@ -80,7 +82,7 @@ def evaluate_dataset(dataset_root: str | Path, split: str = "val", prompts: list
             ref = np.any(parts, axis=0)
             if mode == "box":
                 ref_xyz = np.transpose(ref, (2, 1, 0))
-                pred_xyz = _box_predict(image, ref_xyz) if ref_xyz.any() else np.zeros_like(ref_xyz)
+                pred_xyz = _box_predict(predictor, ref_xyz) if ref_xyz.any() else np.zeros_like(ref_xyz)
             else:
                 pred_xyz = preds[p]
             pred = np.transpose(pred_xyz, (2, 1, 0))
