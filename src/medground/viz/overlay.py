@@ -23,7 +23,6 @@ def color_for(i: int) -> tuple[int, int, int]:
 def display_transform(image):
     """Return (to_display, from_display): functions mapping an (X, Y, Z[, C]) array to the display
     volume (axes: columns, rows, slices) and back. Identity for images without geometry."""
-    import nibabel as nib
     from nibabel import orientations as no
 
     if not image.has_geometry or image.ndim == 2:
@@ -37,7 +36,6 @@ def display_transform(image):
     def back(a):
         return no.apply_orientation(a, inv) if a.ndim >= 3 else a
 
-    del nib
     return fwd, back
 
 
