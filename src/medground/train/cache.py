@@ -62,7 +62,8 @@ def build_cache(samples: Iterable[Sample], out_dir: str | Path, encoder, grid: i
     """Encode ``samples`` with ``encoder`` (callable (B,3,256,256) -> (B,256,64,64)) into ``out_dir``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    emb = np.lib.format.open_memmap(out / "emb.npy", mode="w+", dtype=np.float16, shape=(capacity, 256, grid, grid))
+    store = {"emb": np.lib.format.open_memmap(out / "emb.npy", mode="w+", dtype=np.float16,
+                                              shape=(capacity, 256, grid, grid))}
     thumbs = np.zeros((capacity, THUMB, THUMB), dtype=np.uint8)
     rows: list[dict] = []
     tmasks: list[np.ndarray] = []
@@ -86,7 +87,7 @@ def build_cache(samples: Iterable[Sample], out_dir: str | Path, encoder, grid: i
             n = len(rows)
             if n >= capacity:
                 raise RuntimeError(f"cache capacity {capacity} exceeded")
-            emb[n] = ei.numpy().astype(np.float16)
+            store["emb"][n] = ei.numpy().astype(np.float16)
             thumbs[n] = thumbnail(s.picture)
             rows.append({"dataset": s.dataset, "case": s.case, "index": s.index, "modality": s.modality,
                          "split": s.split, "aug": s.aug, "labelled": list(s.labelled),
@@ -107,8 +108,7 @@ def build_cache(samples: Iterable[Sample], out_dir: str | Path, encoder, grid: i
     if bar is not None:
         bar.close()
     n = len(rows)
-    emb.flush()
-    del emb
+    store.pop("emb").flush()  # release the memmap before rewriting the file
     # shrink the memmap to the rows written
     full = np.load(out / "emb.npy", mmap_mode="r")
     np.save(out / "emb_tmp.npy", full[:n])
