@@ -45,7 +45,7 @@ def _register() -> None:
 def main(argv: list[str] | None = None) -> int:
     _register()
     try:
-        app(args=argv, standalone_mode=False)
+        rv = app(args=argv, standalone_mode=False)  # click returns typer.Exit's code here
     except MedGroundInputError as exc:
         typer.echo(f"medground: error: {exc}", err=True)
         return _exit(2)
@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
             raise
         typer.echo(f"medground: internal error: {type(exc).__name__}: {exc}", err=True)
         return _exit(1)
-    return _exit(0)
+    return _exit(rv if isinstance(rv, int) else 0)
 
 
 def _exit(code: int) -> int:
