@@ -1,0 +1,26 @@
+import pytest
+
+from medground.vqa import segroute
+
+
+def test_plan_routes_only_what_the_segmenter_knows():
+    p = segroute.plan("Is the heart enlarged?", True)
+    assert p["kind"] == "ctr" and p["ask_enlarged"]
+    assert segroute.plan("Is/Are the heart size normal?", True)["ask_enlarged"] is False
+    assert segroute.plan("Is the heart enlarged?", False) is None  # not a chest radiograph
+    p = segroute.plan("Are the kidneys visible in this image?", False)
+    assert p["kind"] == "presence" and p["term"] == "kidney"
+    assert segroute.plan("Is there a mass in the pancreas?", False) is None
+    assert segroute.plan("Is there evidence of free air?", False) is None
+
+
+@pytest.mark.shared
+def test_ctr_route_on_a_chest_radiograph(shared_data):
+    import medground
+
+    img = medground.load(shared_data / "jsrt-cxr" / "images" / "JPCLN001.jpg")
+    out = segroute.run(img, segroute.plan("Is the heart enlarged?", True))
+    assert out["route"] == "segmenter:ctr" and out["answer"] in ("yes", "no")
+    assert 0.3 < out["cardiothoracic_ratio"] < 0.7
+    assert out["mask"].shape[:2] == img.shape[:2] and out["mask"].any()
+    assert (out["answer"] == "yes") == (out["cardiothoracic_ratio"] > segroute.CTR_THRESHOLD)
