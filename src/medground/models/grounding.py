@@ -125,6 +125,8 @@ def load_head(path: str | Path, device: str = "cpu") -> tuple[GroundingHead, dic
 
 
 DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "grounding.pt"
+# second head for findings (lesions, tumours, polyps, skin lesions): medground.train.findings
+FINDINGS_WEIGHTS = Path(__file__).parent / "weights" / "grounding_findings.pt"
 
 
 class GroundingBundle:
@@ -185,3 +187,30 @@ def load_grounding(weights: str | Path | None = None, device: str = "cpu") -> Gr
     b = GroundingBundle(head, obj, device, name=obj.get("card", {}).get("name", path.stem))
     _CACHE[key] = b
     return b
+
+
+def load_findings(weights: str | Path | None = None, device: str = "cpu") -> GroundingBundle | None:
+    """Load the findings grounding head (packaged by default); ``None`` when no such weights are there
+    (text prompts then all go through the organ head, as before the findings head existed)."""
+    path = Path(weights) if weights else FINDINGS_WEIGHTS
+    if not path.exists():
+        if weights:
+            from medground.io.image import MedGroundInputError
+
+            raise MedGroundInputError(f"no findings grounding weights at {path}")
+        return None
+    return load_grounding(path, device)
+
+
+def trained_vocabulary() -> dict[str, str]:
+    """Term id -> which packaged head was trained on it ("organs" or "findings"), read from the model
+    cards (no weights loaded). Terms missing here are outside what text grounding was trained on."""
+    out: dict[str, str] = {}
+    for name, path in (("findings", FINDINGS_WEIGHTS), ("organs", DEFAULT_WEIGHTS)):
+        try:
+            card = json.loads(path.with_suffix(".card.json").read_text())
+        except (OSError, ValueError):
+            continue
+        for t in card.get("terms", []):
+            out[t] = name  # the organ head wins for a term both know (it is routed there)
+    return out

@@ -6,7 +6,10 @@
    orientation classifier choosing one of the 8 rotations/flips.
 3. Every slice is encoded once by the LiteMedSAM image encoder; the grounding head turns each
    (slice, term) into a presence score and a heatmap; present heatmap blobs become boxes, and the
-   LiteMedSAM decoder draws the mask inside each box.
+   LiteMedSAM decoder draws the mask inside each box. Two heads read the same embedding: the organ
+   head (``grounding.pt``) and the findings head (``grounding_findings.pt``: lesions, tumours,
+   polyps, skin lesions); a term goes to the findings head when only that head was trained on it
+   (:func:`route_terms`).
 4. Volumes are cleaned in 3D (contiguous slices, largest connected component per term) and every
    mask is mapped back to the input's own grid.
 """
@@ -29,6 +32,10 @@ from medground.segment.predictor import MODEL_SIZE, SlicePredictor
 class TextConfig:
     presence_threshold: float = 0.5
     heat_threshold: float = 0.5
+    # findings head only: on a slice where the finding is present, heat above this fraction of the
+    # slice's peak also counts (small lesions rarely reach 0.5 on the coarse grid); None: off
+    findings_relative_heat: float | None = 0.5
+    findings_min_peak: float = 0.1  # ... when the slice's peak heat probability reaches this
     min_blob_cells: float = 0.5  # heat blobs smaller than this many grid cells are ignored
     orientation_min_prob: float = 0.6  # below this the picture is used as given
     max_gap: int = 1  # slices without presence tolerated inside an organ's z range
@@ -110,7 +117,8 @@ def _runs(flags: np.ndarray, max_gap: int) -> list[tuple[int, int]]:
     return runs
 
 
-def heat_boxes(heat: torch.Tensor, pred: SlicePredictor, cfg: TextConfig) -> tuple[list, np.ndarray]:
+def heat_boxes(heat: torch.Tensor, pred: SlicePredictor, cfg: TextConfig,
+               relative: float | None = None) -> tuple[list, np.ndarray]:
     """Heat logits (G, G) -> boxes (x0, y0, x1, y1) in slice pixels, one per blob, and the heat
     probability map on the slice grid (X, Y)."""
     from scipy import ndimage
@@ -121,7 +129,10 @@ def heat_boxes(heat: torch.Tensor, pred: SlicePredictor, cfg: TextConfig) -> tup
     h, w = pred.new_hw
     on_slice = F.interpolate(up[..., :h, :w], size=pred.hw, mode="bilinear", align_corners=False)[0, 0]
     pm = on_slice.T.numpy()  # (X, Y)
-    m = pm > cfg.heat_threshold
+    thr = cfg.heat_threshold
+    if relative is not None and pm.size and float(pm.max()) >= cfg.findings_min_peak:
+        thr = min(thr, relative * float(pm.max()))
+    m = pm > thr
     lab, n = ndimage.label(m)
     boxes = []
     cell_px = (max(pred.hw) / g) ** 2
@@ -136,12 +147,25 @@ def heat_boxes(heat: torch.Tensor, pred: SlicePredictor, cfg: TextConfig) -> tup
 
 
 # --------------------------------------------------------------------------- main entry
+def route_terms(term_ids: list[str], organs, findings=None) -> dict[str, str]:
+    """Which head runs each term: "findings" when the organ head was not trained on it and the findings
+    head was; otherwise "organs" (terms neither head knows keep the organ head with a text vector
+    embedded on the fly, as before the findings head existed)."""
+    known = set(getattr(organs, "term_ids", []))
+    fknown = set(getattr(findings, "term_ids", [])) if findings is not None else set()
+    return {t: ("findings" if t not in known and t in fknown else "organs") for t in dict.fromkeys(term_ids)}
+
+
 def segment_text(image: MedImage, prompts: list[str], device: str = "cpu", progress: bool = False,
-                 model=None, grounding=None, cfg: TextConfig | None = None
+                 model=None, grounding=None, cfg: TextConfig | None = None, findings: Any = "auto"
                  ) -> tuple[list[SegmentationResult], dict[str, Any]]:
-    """Segment every text prompt; returns results in the input's grid and extra findings fields."""
+    """Segment every text prompt; returns results in the input's grid and extra findings fields.
+
+    ``grounding``: the organ head (default: the packaged one). ``findings``: the findings head
+    (lesions, tumours, polyps...); ``"auto"`` loads the packaged one when ``grounding`` is not given,
+    ``None`` disables it. Both heads read the same LiteMedSAM embedding of each slice."""
     from medground.io import validate
-    from medground.models.grounding import load_grounding
+    from medground.models.grounding import load_findings, load_grounding
     from medground.ontology import Ontology
 
     cfg = cfg or TextConfig()
@@ -149,26 +173,39 @@ def segment_text(image: MedImage, prompts: list[str], device: str = "cpu", progr
     onto = Ontology.default()
     resolved = [onto.resolve(p) for p in prompts]  # unknown terms raise MedGroundInputError
     g = grounding or load_grounding(device=device)
-    term_vecs = g.term_vectors([t.id for r in resolved for t in r.terms], onto)
+    if isinstance(findings, str) and findings == "auto":
+        findings = load_findings(device=device) if grounding is None else None
+    fb = findings or None
+    all_ids = [t.id for r in resolved for t in r.terms]
+    route = route_terms(all_ids, g, fb)
+    heads = {"organs": g, "findings": fb}
+    used = [h for h in ("organs", "findings") if h in route.values()]
+    term_vecs = {h: heads[h].term_vectors([t for t in route if route[t] == h], onto) for h in used}
     canon = canonicalize(image, g.orientation, cfg)
     cimg = canon.image
     pred = SlicePredictor(cimg, model=model, device=device, batch_size=cfg.batch_size, progress=progress)
     X, Y, Z = cimg.shape
     pred.prepare(range(Z))
-    tids = list(term_vecs)
-    temb = torch.stack([term_vecs[t] for t in tids]).to(pred.device)
-    heat_all, pres_all = [], []
+    tids = list(route)
+    col = {h: [t for t in tids if route[t] == h] for h in used}
+    temb = {h: torch.stack([term_vecs[h][t] for t in col[h]]).to(pred.device) for h in used}
+    heat_by: dict[str, list] = {h: [] for h in used}
+    pres_by: dict[str, list] = {h: [] for h in used}
     with torch.inference_mode():
         for z0 in range(0, Z, 16):
             emb = torch.cat([pred.embedding(z) for z in range(z0, min(Z, z0 + 16))])
-            h, p = g.head(emb, temb)
-            heat_all.append(h.cpu())
-            pres_all.append(torch.sigmoid(p).cpu())
-    heat_all = torch.cat(heat_all)  # (Z, T, G, G)
-    pres_all = torch.cat(pres_all).numpy()  # (Z, T)
+            for hname in used:  # one shared embedding per slice, read by each head
+                h, p = heads[hname].head(emb, temb[hname])
+                heat_by[hname].append(h.cpu())
+                pres_by[hname].append(torch.sigmoid(p).cpu())
+    heat_t = {h: torch.cat(heat_by[h]) for h in used}  # (Z, T_h, G, G)
+    pres_t = {h: torch.cat(pres_by[h]).numpy() for h in used}  # (Z, T_h)
     per_term: dict[str, dict] = {}
-    for j, tid in enumerate(tids):
-        pz = pres_all[:, j]
+    for tid in tids:
+        hname = route[tid]
+        j = col[hname].index(tid)
+        heat_all = heat_t[hname][:, j]  # (Z, G, G)
+        pz = pres_t[hname][:, j]
         flags = pz >= cfg.presence_threshold
         zs: list[int] = []
         if Z == 1:
@@ -181,7 +218,8 @@ def segment_text(image: MedImage, prompts: list[str], device: str = "cpu", progr
         vol = np.zeros((X, Y, Z), dtype=bool)
         ious = []
         for z in zs:
-            boxes, pm = heat_boxes(heat_all[z, j], pred, cfg)
+            boxes, pm = heat_boxes(heat_all[z], pred, cfg,
+                                   cfg.findings_relative_heat if hname == "findings" else None)
             if not boxes:
                 continue
             for r in pred.predict_many(z, boxes=boxes):
@@ -195,7 +233,7 @@ def segment_text(image: MedImage, prompts: list[str], device: str = "cpu", progr
         present = bool(vol.any())
         per_term[tid] = {"mask": vol, "presence": float(pz.max()) if Z > 1 else float(pz[0]),
                          "slices": [z for z in zs if vol[:, :, z].any()], "iou": float(np.mean(ious)) if ious else 0.0,
-                         "present": present}
+                         "present": present, "head": hname}
     results = []
     for prompt, res in zip(prompts, resolved):
         parts = [per_term[t.id] for t in res.terms]
@@ -211,10 +249,12 @@ def segment_text(image: MedImage, prompts: list[str], device: str = "cpu", progr
         r = SegmentationResult(out_mask.astype(bool), {"type": "text", "text": prompt}, float(conf), prompt)
         r.info = {
             "terms": [{"id": t.id, "name": t.name, "present": per_term[t.id]["present"],
-                       "presence_probability": round(per_term[t.id]["presence"], 4)} for t in res.terms],
+                       "presence_probability": round(per_term[t.id]["presence"], 4),
+                       "grounding_head": heads[per_term[t.id]["head"]].name} for t in res.terms],
             "present": present,
             "presence_probability": round(float(presence), 4),
         }
         results.append(r)
-    extra = {"orientation": canon.info, "grounding_model": g.name}
+    extra = {"orientation": canon.info,
+             "grounding_model": " + ".join(heads[h].name for h in used) if used != ["organs"] else g.name}
     return results, extra

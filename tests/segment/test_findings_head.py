@@ -1,0 +1,170 @@
+"""The findings grounding head (lesions, tumours, polyps, skin lesions) and its routing in segment_text.
+
+The end-to-end tests use a stub LiteMedSAM (its "embedding" is the picture itself, its decoder fills
+the box where the picture is bright) and stub heads, so they are fast and check the plumbing: which
+head a term goes to, presence gating per slice, masks back in the input's grid.
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from medground.io.image import MedImage
+from medground.models.grounding import FINDINGS_WEIGHTS, GroundingBundle
+from medground.segment.text import route_terms, segment_text
+
+
+# --------------------------------------------------------------------------- stubs
+class StubSAM:
+    """encode: channel 0 of the embedding = the picture pooled to 64 x 64; decode: the box filled
+    where that picture is bright (logits +-10), predicted IoU 0.9."""
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        e = torch.zeros((x.shape[0], 256, 64, 64))
+        e[:, 0] = F.avg_pool2d(x[:, :1], 4)[:, 0]
+        return e
+
+    def decode(self, emb, boxes=None, points=None, mask_input=None, multimask=False):
+        n = emb.shape[0]
+        bright = F.interpolate(emb[:, :1], size=(256, 256), mode="nearest")[:, 0] > 0.5
+        logits = torch.full((n, 1, 256, 256), -10.0)
+        for i in range(n):
+            x0, y0, x1, y1 = [int(round(float(v))) for v in boxes[i]]
+            inside = torch.zeros((256, 256), dtype=torch.bool)
+            inside[max(0, y0 - 2): y1 + 3, max(0, x0 - 2): x1 + 3] = True
+            logits[i, 0][inside & bright[i]] = 10.0
+        return logits, torch.full((n, 1), 0.9)
+
+
+class BrightHead(nn.Module):
+    """Heat where the embedding's channel 0 is bright; present when anything is bright (findings stub)."""
+
+    grid = 32
+
+    def forward(self, emb, text):
+        g = F.adaptive_avg_pool2d(emb[:, :1], self.grid)  # (B, 1, G, G)
+        heat = (g - 0.5) * 40
+        pres = (g.flatten(1).amax(1, keepdim=True) - 0.5) * 40  # (B, 1)
+        t = text.shape[0]
+        return heat.expand(-1, t, -1, -1), pres.expand(-1, t)
+
+
+class AbsentHead(nn.Module):
+    """Never present (organ stub: a synthetic square is no organ)."""
+
+    grid = 32
+
+    def forward(self, emb, text):
+        b, t = emb.shape[0], text.shape[0]
+        return torch.full((b, t, self.grid, self.grid), -10.0), torch.full((b, t), -10.0)
+
+
+def bundle(head, terms, name):
+    obj = {"term_ids": list(terms), "term_emb": torch.randn(len(terms), 384), "card": {"name": name}}
+    return GroundingBundle(head, obj, name=name)
+
+
+ORGANS = ["liver", "spleen", "kidney_left", "kidney_right", "lung"]
+FINDINGS = ["lesion", "tumor", "brain_tumor", "polyp", "colorectal_polyp", "skin_lesion", "liver"]
+
+
+@pytest.fixture
+def heads():
+    return bundle(AbsentHead(), ORGANS, "organ-stub"), bundle(BrightHead(), FINDINGS, "findings-stub")
+
+
+def synthetic_volume() -> tuple[MedImage, np.ndarray]:
+    """48 x 40 x 5 'CT' with a bright 10 x 8 x 2 block on slices 1-2 (the lesion)."""
+    data = np.full((48, 40, 5), -100.0, dtype=np.float32)
+    ref = np.zeros(data.shape, bool)
+    ref[20:30, 12:20, 1:3] = True
+    data[ref] = 200.0
+    aff = np.diag([-1.0, -1.0, 3.0, 1.0])  # LPS voxel order, as the converted volumes
+    img = MedImage(data, aff, 3, "CT", True, source_format="nifti")
+    return img, ref
+
+
+# --------------------------------------------------------------------------- routing
+def test_route_terms(heads):
+    organs, findings = heads
+    r = route_terms(["lesion", "liver", "polyp", "cyst", "liver"], organs, findings)
+    assert r == {"lesion": "findings", "liver": "organs", "polyp": "findings", "cyst": "organs"}
+    # without a findings head everything stays with the organ head (the behaviour before it existed)
+    assert set(route_terms(["lesion", "liver"], organs, None).values()) == {"organs"}
+
+
+def test_end_to_end_3d_routes_and_gates(heads):
+    organs, findings = heads
+    img, ref = synthetic_volume()
+    res, extra = segment_text(img, ["lesion", "liver"], model=StubSAM(), grounding=organs, findings=findings)
+    lesion, liver = res
+    assert lesion.mask.shape == img.shape and lesion.mask.dtype == bool
+    assert lesion.info["present"] and lesion.info["terms"][0]["grounding_head"] == "findings-stub"
+    # presence per slice: only the slices with the block
+    assert list(np.where(lesion.mask.any(axis=(0, 1)))[0]) == [1, 2]
+    d = 2 * (lesion.mask & ref).sum() / (lesion.mask.sum() + ref.sum())
+    assert d > 0.8
+    # an organ term goes to the organ head (absent here), even though the findings stub lists it too
+    assert not liver.info["present"] and not liver.mask.any()
+    assert liver.info["terms"][0]["grounding_head"] == "organ-stub"
+    assert extra["grounding_model"] == "organ-stub + findings-stub"
+
+
+def test_end_to_end_without_findings_head_keeps_old_behaviour(heads):
+    organs, _ = heads
+    img, _ = synthetic_volume()
+    res, extra = segment_text(img, ["lesion"], model=StubSAM(), grounding=organs, findings=None)
+    assert not res[0].info["present"] and extra["grounding_model"] == "organ-stub"
+    assert res[0].info["terms"][0]["grounding_head"] == "organ-stub"
+
+
+def test_end_to_end_2d_picture_and_absent(heads):
+    organs, findings = heads
+    pic = np.zeros((40, 30, 1, 3), np.uint8)  # (X, Y, 1, RGB): a dark frame with a pink polyp
+    pic[10:18, 5:15, 0] = (230, 120, 140)
+    img = MedImage(pic, np.eye(4), 2, "ES", False, photometric="RGB", source_format="png")
+    res, _ = segment_text(img, ["polyp"], model=StubSAM(), grounding=organs, findings=findings)
+    assert res[0].info["present"] and res[0].mask.shape == (40, 30, 1)
+    assert res[0].mask[10:18, 5:15].mean() > 0.8 and res[0].mask.sum() < 2 * 80
+    empty = MedImage(np.full((40, 30, 1, 3), 20, np.uint8), np.eye(4), 2, "ES", False, photometric="RGB",
+                     source_format="png")
+    empty.data[0, 0, 0] = 25  # not constant
+    res, _ = segment_text(empty, ["polyp"], model=StubSAM(), grounding=organs, findings=findings)
+    assert not res[0].info["present"] and not res[0].mask.any()
+
+
+def test_unknown_prompt_is_still_an_input_error(heads):
+    from medground import MedGroundInputError
+
+    organs, findings = heads
+    img, _ = synthetic_volume()
+    with pytest.raises(MedGroundInputError):
+        segment_text(img, ["xyzzy plugh"], model=StubSAM(), grounding=organs, findings=findings)
+
+
+# --------------------------------------------------------------------------- shipped weights
+def test_shipped_findings_weights_load_and_run():
+    from medground.models.grounding import load_findings, trained_vocabulary
+
+    assert FINDINGS_WEIGHTS.exists(), "grounding_findings.pt is not packaged"
+    b = load_findings()
+    for t in ("lesion", "brain_tumor", "colorectal_polyp", "polyp", "skin_lesion"):
+        assert t in b.term_ids
+    card = json.loads(FINDINGS_WEIGHTS.with_suffix(".card.json").read_text())
+    assert card["terms"] == b.term_ids and set(card["licences"]) >= {"ct-lesions", "endoscopy-kvasir"}
+    assert "val_scores_grid_level" in card and card["datasets"]["ct-lesions"]["val"] > 0
+    heat, pres = b.head(torch.zeros(2, 256, 64, 64), b.term_emb[:3])
+    assert heat.shape == (2, 3, b.head.grid, b.head.grid) and pres.shape == (2, 3)
+    assert torch.isfinite(heat).all()
+    voc = trained_vocabulary()
+    assert voc["lesion"] == "findings" and voc.get("liver") == "organs"
+    # the packaged heads split the vocabulary: the organ head keeps every term it was trained on
+    from medground.models.grounding import load_grounding
+
+    r = route_terms(["liver", "lesion", "skin_lesion"], load_grounding(), b)
+    assert r == {"liver": "organs", "lesion": "findings", "skin_lesion": "findings"}
