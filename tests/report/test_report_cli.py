@@ -60,7 +60,7 @@ def test_build_report_segments_only_known_terms_and_reports_failures(tmp_path, m
     assert seen["prompts"] == ["liver", "spleen", "left kidney", "right kidney"]  # not "lesion"
     st = {s["name"]: s for s in rep["structures"]}
     assert st["liver"]["status"] == "present" and st["spleen"]["status"] == "not_found"
-    assert st["lesion"]["status"] == "not_assessed" and "vocabulary" in st["lesion"]["reason"]
+    assert st["lesion"]["status"] == "not_assessed" and "no validated automatic detector" in st["lesion"]["reason"]
     assert "Spleen not assessed: not found." in [s["text"] for s in rep["sentences"]]
     assert rep["segmentation"]["grounding_model"] == "stub"
 

@@ -279,7 +279,8 @@ def choose_panel(image: MedImage, panel: list[str] | str | None = None) -> tuple
 
 
 def grounding_vocabulary() -> set[str] | None:
-    """Term ids the packaged grounding head was trained on (None if it cannot be read)."""
+    """Term ids the packaged organ grounding head was trained on (None if it cannot be read). The findings
+    head is left out on purpose: see ``NOT_IN_VOCABULARY`` in ``medground.report.builder``."""
     try:
         from medground.models.grounding import DEFAULT_WEIGHTS
 
