@@ -7,7 +7,7 @@ from typing import Iterable
 
 import numpy as np
 
-from medground.retrieve.store import FIELDS, TABLE, VectorStore, sql_where
+from medground.retrieve.store import FIELDS, TABLE, VectorStore, sql_where, delete_filters
 
 INFO_FILE = "medground_store.json"
 
@@ -70,14 +70,9 @@ class LanceStore(VectorStore):
     def delete(self, ids: Iterable[str] | None = None, filters: dict | None = None) -> int:
         if self.table is None:
             return 0
-        f = dict(filters or {})
-        if ids is not None:
-            ids = list(ids)
-            if not ids:
-                return 0
-            f["id"] = ids
-        if not f:
-            raise ValueError("delete needs ids or filters")
+        f = delete_filters(ids, filters)
+        if f is None:
+            return 0
         before = self.table.count_rows()
         self.table.delete(sql_where(f, _quote))
         return before - self.table.count_rows()

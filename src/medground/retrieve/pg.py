@@ -24,7 +24,7 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from medground.io.image import MedGroundInputError
-from medground.retrieve.store import FIELDS, VectorStore
+from medground.retrieve.store import FIELDS, VectorStore, delete_filters
 
 _COLS = ", ".join(FIELDS)
 
@@ -102,14 +102,9 @@ class PgVectorStore(VectorStore):
     def delete(self, ids: Iterable[str] | None = None, filters: dict | None = None) -> int:
         if not self._has_table():
             return 0
-        f = dict(filters or {})
-        if ids is not None:
-            ids = list(ids)
-            if not ids:
-                return 0
-            f["id"] = ids
-        if not f:
-            raise ValueError("delete needs ids or filters")
+        f = delete_filters(ids, filters)
+        if f is None:
+            return 0
         w, p = self._where(f)
         return self.con.execute(f"DELETE FROM {self.table}{w}", p).rowcount
 

@@ -12,7 +12,7 @@ from typing import Iterable
 
 import numpy as np
 
-from medground.retrieve.store import FIELDS, VectorStore, match_filters, sql_where
+from medground.retrieve.store import FIELDS, VectorStore, match_filters, sql_where, delete_filters
 
 _COLS = ", ".join(FIELDS)
 
@@ -48,14 +48,9 @@ class SqliteStore(VectorStore):
         self._cache = None
 
     def delete(self, ids: Iterable[str] | None = None, filters: dict | None = None) -> int:
-        f = dict(filters or {})
-        if ids is not None:
-            ids = list(ids)
-            if not ids:
-                return 0
-            f["id"] = ids
-        if not f:
-            raise ValueError("delete needs ids or filters")
+        f = delete_filters(ids, filters)
+        if f is None:
+            return 0
         cur = self.con.execute(f"DELETE FROM records WHERE {sql_where(f)}")
         self.con.commit()
         self._cache = None

@@ -76,6 +76,20 @@ def match_filters(rec: dict, filters: dict) -> bool:
     return True
 
 
+def delete_filters(ids: Iterable[str] | None, filters: dict | None) -> dict | None:
+    """The filters a ``delete`` call selects (ids become an ``id`` any-of filter); None when ``ids`` is an empty
+    list (nothing to delete). Deleting everything by accident is refused."""
+    f = dict(filters or {})
+    if ids is not None:
+        ids = list(ids)
+        if not ids:
+            return None
+        f["id"] = ids
+    if not f:
+        raise ValueError("delete needs ids or filters")
+    return f
+
+
 def sql_where(filters: dict, quote=lambda s: "'" + str(s).replace("'", "''") + "'") -> str:
     """SQL text of the filters (values quoted; field names come from FIELDS only)."""
     parts = []
