@@ -170,7 +170,9 @@ def create_app(settings: Settings):
         workers.stop()
         store.close()
 
-    app = FastAPI(title="medground", version=API_VERSION, lifespan=lifespan,
+    # No Swagger/ReDoc pages: they load their scripts from a CDN, and nothing is fetched at run time here.
+    # The spec itself is served at /openapi.json.
+    app = FastAPI(title="medground", version=API_VERSION, lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Read medical images in words: upload a study, submit segment / report / ask / "
                               "classify / search jobs, fetch their results (masks, findings, reports).")
     app.state.store, app.state.workers, app.state.settings = store, workers, settings
