@@ -318,6 +318,17 @@ def src_slices_dir(sink: Sink, root: Path, modality, region, source, zoom_z, per
                     pet=pet, nm=nm)
 
 
+def src_stored_slices(sink: Sink, root: Path, modality, region, source, n_per_patient):
+    """btcv-ct / chaos-mr slice files as ``load`` shows them (stored orientation), evenly spread per patient."""
+    for pdir in sorted((root / "images").glob("patient_*")):
+        files = sorted(pdir.glob("slice_*.jpg"))
+        if len(files) < 4:
+            continue
+        for i in np.linspace(len(files) * 0.15, len(files) * 0.85, n_per_patient).astype(int):
+            pic = _pic(files[min(i, len(files) - 1)])
+            sink.add(pic, _aspect(pic), modality, region, "axial", pdir.name, source)
+
+
 def _nifti(path):
     import nibabel as nib
 
@@ -477,8 +488,12 @@ def build(shared: Path, out: Path, extra_dirs: dict | None = None, progress: boo
         ("wheel-dicom", lambda: src_dicoms(sink, wf["dicom"])),
         ("wheel-pathology", lambda: src_pathology(sink, wf["pathology"])),
         ("wheel-fundus", lambda: [src_crops(sink, f, "fundus", "eye", "wheel-fundus", 12) for f in wf["fundus"]]),
+        # last, so that the rows above stay as they were: the slice files as they load (a JPEG slice in its stored
+        # orientation), else the volume cuts above (rotated 180 degrees for CHAOS) make orientation a CT/MR cue
+        ("btcv-ct", lambda: src_stored_slices(sink, T / "btcv-ct", "CT", "abdomen", "btcv-ct", 4)),
+        ("chaos-mr", lambda: src_stored_slices(sink, T / "chaos-mr", "MRI", "abdomen", "chaos-mr", 10)),
     ]
-    counts = {}
+    counts: dict = {}
     for name, fn in tqdm(steps, desc="classifier data", disable=not progress):
         n0 = len(sink.rows)
         src_root = T / name
@@ -488,7 +503,7 @@ def build(shared: Path, out: Path, extra_dirs: dict | None = None, progress: boo
             fn()
         except Exception as exc:
             log.warning("source %s failed: %s: %s", name, type(exc).__name__, exc)
-        counts[name] = len(sink.rows) - n0
+        counts[name] = counts.get(name, 0) + len(sink.rows) - n0
     out.parent.mkdir(parents=True, exist_ok=True)
     sink.save(out)
     return counts
