@@ -11,6 +11,7 @@ DICOM SEG decisions:
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import warnings
 from pathlib import Path
@@ -175,6 +176,20 @@ def _clean_sources(datasets) -> list:
     return out
 
 
+@contextlib.contextmanager
+def quiet_highdicom():
+    """Build highdicom objects without its INFO log lines (they quote source UIDs) or its warnings."""
+    hd_logger = logging.getLogger("highdicom")
+    old_level = hd_logger.level
+    hd_logger.setLevel(logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        hd_logger.setLevel(old_level)
+
+
 def write_dicom_seg(
     masks: Mapping[str, np.ndarray],
     ref: MedImage,
@@ -250,12 +265,8 @@ def write_dicom_seg(
         ))
 
     all_empty = len(empty) == len(names)
-    hd_logger = logging.getLogger("highdicom")
-    old_level = hd_logger.level
-    hd_logger.setLevel(logging.WARNING)  # its INFO messages quote source UIDs
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with quiet_highdicom():
             seg = hd.seg.Segmentation(
                 source_images=sources,
                 pixel_array=arr.astype(np.uint8),
@@ -280,8 +291,6 @@ def write_dicom_seg(
         raise MedGroundInputError(
             f"the DICOM SEG could not be built from this source ({type(exc).__name__}: {str(exc)[:150]})."
         ) from exc
-    finally:
-        hd_logger.setLevel(old_level)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     seg.save_as(str(path))

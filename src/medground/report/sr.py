@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -142,7 +141,7 @@ def write_sr(report: dict[str, Any], image, seg_path: Path | None, out_path: Pat
                           "are none (report.json, report.md and report.html carry the same content)."}
     if seg_path is None or not Path(seg_path).exists():
         return {"written": False, "file": None, "reason": "no DICOM SEG was written (no structure was segmented)."}
-    from medground.io.writers import _clean_sources
+    from medground.io.writers import _clean_sources, quiet_highdicom
 
     sources = _clean_sources(image.dicom_datasets)
     seg = pydicom.dcmread(str(seg_path))
@@ -217,27 +216,20 @@ def write_sr(report: dict[str, Any], image, seg_path: Path | None, out_path: Pat
             procedure_reported=codes.SCT.ImagingProcedure,
             imaging_measurements=groups,
         )
-    hd_logger = logging.getLogger("highdicom")
-    old = hd_logger.level
-    hd_logger.setLevel(logging.WARNING)  # its INFO messages quote source UIDs
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            sr = hd.sr.Comprehensive3DSR(
-                evidence=list(sources) + [seg],
-                content=report_content,
-                series_instance_uid=hd.UID(),
-                series_number=901,
-                sop_instance_uid=hd.UID(),
-                instance_number=1,
-                manufacturer="medground",
-                is_complete=True,
-                is_final=False,
-                is_verified=False,
-                series_description="medground report",
-            )
-    finally:
-        hd_logger.setLevel(old)
+    with quiet_highdicom():
+        sr = hd.sr.Comprehensive3DSR(
+            evidence=list(sources) + [seg],
+            content=report_content,
+            series_instance_uid=hd.UID(),
+            series_number=901,
+            sop_instance_uid=hd.UID(),
+            instance_number=1,
+            manufacturer="medground",
+            is_complete=True,
+            is_final=False,
+            is_verified=False,
+            series_description="medground report",
+        )
     out_path = Path(out_path)
     sr.save_as(str(out_path))
     return {"written": True, "file": out_path.name, "reason": None, "sop_class": "Comprehensive 3D SR",
