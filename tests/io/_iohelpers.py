@@ -78,6 +78,8 @@ def write_ct_series(
     study_uid=None,
     frame_uid=None,
     patient_name=PATIENT_NAME,
+    institution=None,
+    body_part="ABDOMEN",
     shuffle_seed=0,
     intercept=-1024.0,
     slope=1.0,
@@ -130,7 +132,9 @@ def write_ct_series(
         ds.StudyDescription = f"Study of {patient_name}"
         ds.Modality = "CT"
         ds.Manufacturer = "SynthCo"
-        ds.BodyPartExamined = "ABDOMEN"
+        ds.BodyPartExamined = body_part
+        if institution:
+            ds.InstitutionName = institution
         ds.KVP = "120"
         ds.SeriesNumber = series_number
         ds.InstanceNumber = int(perm[z]) + 1

@@ -1,13 +1,19 @@
 """Synthetic images for the report tests: ellipsoids, a small CT DICOM series with a known patient."""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "io"))
+from _iohelpers import PATIENT_ID  # noqa: E402  (the one synthetic DICOM writer, tests/io/_iohelpers.py)
+from _iohelpers import write_ct_series as _io_write_ct_series  # noqa: E402
+
 PATIENT_NAME = "Testperson^Jane"
-PATIENT_ID = "PID-778899"
-BIRTH_DATE = "19700101"
+BIRTH_DATE = "19700101"  # what _iohelpers writes as PatientBirthDate
+
+__all__ = ["PATIENT_ID", "PATIENT_NAME", "BIRTH_DATE", "ellipsoid", "write_ct_series", "synthetic_abdomen"]
 
 
 def ellipsoid(shape, center_vox, semi_axes_mm, spacing) -> np.ndarray:
@@ -19,58 +25,11 @@ def ellipsoid(shape, center_vox, semi_axes_mm, spacing) -> np.ndarray:
 
 def write_ct_series(folder, hu_xyz: np.ndarray, pixel_spacing=(0.8, 0.8), slice_step=2.5,
                     origin=(-100.0, -80.0, 50.0), body_part="ABDOMEN") -> list[str]:
-    """An axial CT series (one file per z, [x, y, z] data in HU); returns the SOP Instance UIDs by z."""
-    import pydicom
-    from pydicom.dataset import FileDataset, FileMetaDataset
-    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
-
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    X, Y, Z = hu_xyz.shape
-    study, series, frame = generate_uid(), generate_uid(), generate_uid()
-    raw = np.round(hu_xyz.astype(float) + 1024.0).astype(np.int16)
-    uids = []
-    for z in range(Z):
-        meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = CTImageStorage
-        sop = generate_uid()
-        meta.MediaStorageSOPInstanceUID = sop
-        meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        path = folder / f"IM{z:04d}.dcm"
-        ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
-        ds.SpecificCharacterSet = "ISO_IR 100"
-        ds.SOPClassUID = CTImageStorage
-        ds.SOPInstanceUID = sop
-        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study, series, frame
-        ds.PatientName = PATIENT_NAME
-        ds.PatientID = PATIENT_ID
-        ds.PatientBirthDate = BIRTH_DATE
-        ds.PatientSex = "F"
-        ds.StudyDate = "20240102"
-        ds.StudyTime = "101010"
-        ds.ReferringPhysicianName = "Ref^Doc"
-        ds.AccessionNumber = "ACC123"
-        ds.StudyID = "1"
-        ds.StudyDescription = f"Study of {PATIENT_NAME}"
-        ds.InstitutionName = "Secret Hospital"
-        ds.Modality = "CT"
-        ds.Manufacturer = "SynthCo"
-        ds.BodyPartExamined = body_part
-        ds.SeriesNumber = 3
-        ds.InstanceNumber = z + 1
-        ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
-        ds.ImagePositionPatient = [float(origin[0]), float(origin[1]), float(origin[2] + z * slice_step)]
-        ds.ImageOrientationPatient = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
-        ds.PixelSpacing = [float(pixel_spacing[1]), float(pixel_spacing[0])]
-        ds.SliceThickness = float(slice_step)
-        ds.SamplesPerPixel = 1
-        ds.PhotometricInterpretation = "MONOCHROME2"
-        ds.Rows, ds.Columns = Y, X
-        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
-        ds.RescaleIntercept, ds.RescaleSlope = -1024.0, 1.0
-        ds.PixelData = np.ascontiguousarray(raw[:, :, z].T).tobytes()
-        pydicom.dcmwrite(path, ds, enforce_file_format=True)
-        uids.append(sop)
+    """An axial CT series (one file per z, [x, y, z] data in HU) of a patient with a name, ID, birth date and
+    institution to look for in outputs; returns the SOP Instance UIDs by z."""
+    _, uids = _io_write_ct_series(folder, hu_xyz, pixel_spacing=pixel_spacing, origin=origin,
+                                  slice_step=(0.0, 0.0, float(slice_step)), patient_name=PATIENT_NAME,
+                                  institution="Secret Hospital", body_part=body_part)
     return uids
 
 
