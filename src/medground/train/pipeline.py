@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
-import torch
 
 from medground.train.cache import EmbeddingCache, Sample, build_cache
 from medground.train.grounding import HeadTrainConfig, train_head, train_orientation
@@ -170,5 +169,4 @@ def run_training(cfg: dict, device: str = "cpu", log=print, rebuild_cache: bool 
                      "orientation_config": {}})
     (out.with_suffix(".history.json")).write_text(json.dumps({"head": hist, "orientation": ohist}, indent=1))
     log(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB) [{time.time() - t0:.0f}s]")
-    torch.set_num_threads(torch.get_num_threads())
     return out
