@@ -57,10 +57,6 @@ class Settings:
         return self.db or f"sqlite:///{Path(self.data_dir).resolve() / 'medground.db'}"
 
 
-class _TooLarge(Exception):
-    pass
-
-
 class UploadLimit:
     """ASGI middleware: refuse request bodies above the limit (413): ``--max-upload-mb`` on POST /api/studies,
     1 MB elsewhere; from the Content-Length header before anything is read, or while a body streams in."""
@@ -82,7 +78,6 @@ class UploadLimit:
             if k == b"content-length" and v.isdigit() and int(v) > limit:
                 return await _send_json(send, 413, msg)
         seen = 0
-        started = False
 
         async def recv():
             nonlocal seen
@@ -93,17 +88,7 @@ class UploadLimit:
                     raise StarletteHTTPException(413, msg)
             return m
 
-        async def snd(m):
-            nonlocal started
-            if m["type"] == "http.response.start":
-                started = True
-            await send(m)
-
-        try:
-            await self.app(scope, recv, snd)
-        except _TooLarge:
-            if not started:
-                await _send_json(send, 413, msg)
+        await self.app(scope, recv, send)
 
 
 async def _send_json(send, status: int, detail: str):
@@ -133,8 +118,6 @@ class CatchAll:
 
         try:
             await self.app(scope, receive, snd)
-        except _TooLarge:
-            raise
         except Exception as exc:
             if os.environ.get("MEDGROUND_DEBUG"):
                 log.exception("internal error on %s %s", scope["method"], scope["path"])
