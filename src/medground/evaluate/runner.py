@@ -41,7 +41,10 @@ def _box_predict(pred, ref_xyz: np.ndarray) -> np.ndarray:
 
 def evaluate_dataset(dataset_root: str | Path, split: str = "val", prompts: list[str] | None = None,
                      mode: str = "text", max_cases: int | None = None, device: str = "cpu",
-                     nsd_tolerance_mm: float = 2.0, grounding=None, log: Callable = print) -> Aggregator:
+                     nsd_tolerance_mm: float = 2.0, grounding=None, log: Callable = print, model=None,
+                     text_config=None) -> Aggregator:
+    """Score one dataset split. ``model``: the LiteMedSAM to use (default: the packaged one);
+    ``text_config``: a :class:`medground.segment.text.TextConfig` for the text mode."""
     import medground
     from medground.data import list_cases, load_case, read_dataset
     from medground.ontology import Ontology
@@ -69,11 +72,12 @@ def evaluate_dataset(dataset_root: str | Path, split: str = "val", prompts: list
         if mode == "box":
             from medground.segment.predictor import SlicePredictor
 
-            predictor = SlicePredictor(image, device=device)  # one embedding per slice for every class
+            predictor = SlicePredictor(image, model=model, device=device)  # one embedding per slice for every class
         if mode == "text":
             from medground.segment.text import segment_text
 
-            results, _ = segment_text(image, list(terms_of), device=device, grounding=grounding)
+            results, _ = segment_text(image, list(terms_of), device=device, grounding=grounding, model=model,
+                                      cfg=text_config)
             preds = {p: r.mask for p, r in zip(terms_of, results)}
         for p, ts in terms_of.items():
             parts = [refs[t] for t in ts if refs.get(t) is not None]

@@ -1,8 +1,11 @@
 """Text-conditioned localisation head on the frozen LiteMedSAM image embedding.
 
 For an image embedding (B, 256, 64, 64) and a text embedding (T, 384) of each prompt, the head
-returns a heatmap (B, T, G, G) of logits (G = 32 by default: 8 pixels of the 256 frame per cell) and a
-presence logit (B, T). The text vector modulates the per-pixel features (FiLM) and is the query that
+returns a heatmap (B, T, G, G) of logits (G = 32: 8 pixels of the 256 frame per cell; G = 64 with
+``fine=True``: 4 pixels per cell) and a presence logit (B, T). With ``fine=True`` the context blocks run
+on the embedding pooled to G/2 (cheap, wide receptive field) and their output, upsampled, is added to a
+per-pixel projection of the full-resolution embedding, so that small structures (adrenal glands, the
+pancreas, vessels) keep their own cells. The text vector modulates the per-pixel features (FiLM) and is the query that
 scores each pixel; coordinate channels give the head absolute position, which it needs to tell the
 left organ from the right one in a canonically oriented image.
 """
@@ -38,11 +41,15 @@ class _Block(nn.Module):
 
 class GroundingHead(nn.Module):
     def __init__(self, emb_dim: int = 256, text_dim: int = 384, hidden: int = 128, grid: int = 32,
-                 depth: int = 4, queries: int = 8, mix: int = 16):
+                 depth: int = 4, queries: int = 8, mix: int = 16, fine: bool = False):
         super().__init__()
         self.config = dict(emb_dim=emb_dim, text_dim=text_dim, hidden=hidden, grid=grid, depth=depth,
                            queries=queries, mix=mix)
+        if fine:
+            self.config["fine"] = True
+        self.fine = fine
         self.grid = grid
+        self.coarse = grid // 2 if fine else grid
         self.queries = queries
         self.hidden = hidden
         self.reduce = nn.Sequential(nn.Conv2d(emb_dim + 2, hidden, 1), nn.GroupNorm(8, hidden), nn.GELU())
@@ -53,13 +60,22 @@ class GroundingHead(nn.Module):
                                  nn.Conv2d(mix, mix, 3, padding=2, dilation=2), nn.GELU(),
                                  nn.Conv2d(mix, 1, 3, padding=1))
         self.presence = nn.Sequential(nn.Linear(3 + queries, 32), nn.GELU(), nn.Linear(32, 1))
+        if fine:
+            self.reduce_fine = nn.Sequential(nn.Conv2d(emb_dim, hidden, 1), nn.GroupNorm(8, hidden), nn.GELU())
+            self.mix_fine = nn.Conv2d(queries, 1, 3, padding=1)
 
     def image_features(self, emb: torch.Tensor) -> torch.Tensor:
         """(B, 256, 64, 64) -> (B, hidden, G, G); accepts an already pooled (B, 256, G, G) too."""
         if emb.shape[-1] != self.grid:
             emb = F.adaptive_avg_pool2d(emb, self.grid)
-        x = torch.cat([emb, _coords(emb.shape[0], self.grid, emb.device, emb.dtype)], 1)
-        return self.context(self.reduce(x))
+        c = self.coarse
+        low = F.adaptive_avg_pool2d(emb, c) if c != self.grid else emb
+        x = torch.cat([low, _coords(emb.shape[0], c, emb.device, emb.dtype)], 1)
+        f = self.context(self.reduce(x))
+        if not self.fine:
+            return f
+        up = F.interpolate(f, size=(self.grid, self.grid), mode="bilinear", align_corners=False)
+        return up + self.reduce_fine(emb)
 
     def forward(self, emb: torch.Tensor, text: torch.Tensor, pairs: torch.Tensor | None = None,
                 features: torch.Tensor | None = None):
@@ -80,12 +96,21 @@ class GroundingHead(nn.Module):
         else:
             ii, tt = pairs[:, 0], pairs[:, 1]
         g = self.grid
-        # (B, C, HW) x (T, K, C) -> per pair (K, HW): the text's K queries scored at every position
-        sims = torch.einsum("pc n,pkc->pkn".replace(" ", ""), f.flatten(2)[ii], q[tt]) / self.hidden ** 0.5
-        sims = sims + qb[tt][..., None]
+        # (B, C, HW) x (T, K, C) -> per pair (K, HW): the text's K queries scored at every position,
+        # one matrix product per image (gathering a copy of the image features per pair costs more)
+        order = torch.argsort(ii, stable=True)
+        counts = torch.bincount(ii, minlength=f.shape[0]).tolist()
+        qs = q[tt[order]].split(counts)
+        sims = torch.cat([torch.matmul(qb_, fb) for qb_, fb in zip(qs, f.flatten(2).unbind(0)) if len(qb_)])
+        sims = sims[torch.argsort(order)] / self.hidden ** 0.5 + qb[tt][..., None]
         maps = sims.view(-1, self.queries, g, g)
-        x = torch.cat([maps, _coords(maps.shape[0], g, maps.device, maps.dtype)], 1)
+        c = self.coarse
+        low = F.adaptive_avg_pool2d(maps, c) if c != g else maps
+        x = torch.cat([low, _coords(maps.shape[0], c, maps.device, maps.dtype)], 1)
         heat = self.mix(x)[:, 0]
+        if self.fine:  # coarse mixing, upsampled, plus a local read of the full-resolution scores
+            heat = F.interpolate(heat[:, None], size=(g, g), mode="bilinear", align_corners=False)[:, 0] + \
+                self.mix_fine(maps)[:, 0]
         flat = heat.flatten(1)
         stats = torch.cat([flat.max(1).values[:, None],
                            (torch.logsumexp(flat, 1) - math.log(flat.shape[1]))[:, None],

@@ -39,11 +39,15 @@ class TextConfig:
     # the same rule for the organ head's terms (chosen on the validation slices' grid heat: aorta .38 -> .55,
     # IVC .37 -> .50, gallbladder .14 -> .25, RV .45 -> .55, no class lower by more than .01); None: off
     organ_relative_heat: float | None = 0.5
-    min_blob_cells: float = 0.5  # heat blobs smaller than this many grid cells are ignored
+    min_blob_cells: float = 0.5  # heat blobs smaller than this many cells of a 32 x 32 grid are ignored
     orientation_min_prob: float = 0.6  # below this the picture is used as given
     max_gap: int = 1  # slices without presence tolerated inside an organ's z range
     batch_size: int = 8
     keep_largest_3d: bool = True
+    # what draws the mask inside each heat box: "decoder" (LiteMedSAM), "heat" (the heat map itself above
+    # heat_threshold) or "gated" (the decoder's mask where the heat probability exceeds heat_gate)
+    mask_from: str = "decoder"
+    heat_gate: float = 0.2
 
 
 @dataclass
@@ -54,9 +58,24 @@ class Canonical:
 
 
 # --------------------------------------------------------------------------- orientation
+def orientation_unknown(image: MedImage) -> bool:
+    """True for a volume whose header carries no orientation: a NIfTI with neither qform nor sform, or an
+    affine that is exactly the identity (what tools write for an array saved without geometry). Reorienting
+    such a volume "by its header" would apply an arbitrary flip, so it is treated like a picture."""
+    if image.meta.get("qform_code") == 0 and image.meta.get("sform_code") == 0:
+        return True
+    return bool(np.array_equal(np.asarray(image.affine, dtype=float), np.eye(4)))
+
+
+def _in_plane(a: np.ndarray, k: int) -> np.ndarray:
+    """Dihedral transform ``k`` of every slice of an (X, Y, Z[, C]) array, in display terms (rows = Y)."""
+    return np.ascontiguousarray(np.swapaxes(dihedral(np.swapaxes(a, 0, 1), k), 0, 1))
+
+
 def canonicalize(image: MedImage, orient_net=None, cfg: TextConfig | None = None) -> Canonical:
     cfg = cfg or TextConfig()
-    if image.has_geometry and (image.ndim == 3 or image.source_format.startswith("dicom")):
+    if image.has_geometry and (image.ndim == 3 or image.source_format.startswith("dicom")) \
+            and not (image.ndim == 3 and orientation_unknown(image)):
         if image.ndim == 2:
             return Canonical(image, lambda a: a, {"method": "as stored (DICOM picture)", "transform": "identity"})
         from nibabel import orientations as no
@@ -72,35 +91,37 @@ def canonicalize(image: MedImage, orient_net=None, cfg: TextConfig | None = None
                      image.photometric, image.source_path, image.source_format, dict(image.meta))
         return Canonical(canon, lambda a: np.ascontiguousarray(no.apply_orientation(a, inv)),
                          {"method": "header geometry", "from": "".join(no.ornt2axcodes(src)), "to": "LPS"})
-    # a picture without geometry: ask the orientation classifier
+    # a picture, or a volume whose header has no orientation: ask the orientation classifier (for a volume,
+    # the mean of its probabilities over slices of the middle half; one transform for every slice)
+    no_header = image.ndim == 3 and image.has_geometry
     if orient_net is None:
-        return Canonical(image, lambda a: a, {"method": "as stored", "transform": "identity"})
+        info = {"method": "as stored", "transform": "identity"}
+        if no_header:
+            info["reason"] = "the header has no orientation (identity affine or no qform/sform)"
+        return Canonical(image, lambda a: a, info)
     from medground.train.cache import thumbnail
 
-    pic = np.moveaxis(image.gray()[:, :, 0], 0, 1)  # rows x cols
-    probs = orient_net.predict(thumbnail(pic))
+    grey = image.gray()
+    Z = grey.shape[2]
+    zs = [0] if Z == 1 else sorted(set(np.linspace(Z // 4, max(Z // 4, (3 * Z) // 4 - 1), min(Z, 7)).astype(int)))
+    probs = np.mean([orient_net.predict(thumbnail(np.moveaxis(grey[:, :, z], 0, 1))) for z in zs], axis=0)
     k = int(np.argmax(probs))
     info = {"method": "orientation classifier", "probabilities": {NAMES[i]: round(float(p), 4)
                                                                    for i, p in enumerate(probs)}}
+    if no_header:
+        info["reason"] = "the header has no orientation (identity affine or no qform/sform)"
+        info["slices_used"] = len(zs)
     if k == 0 or probs[k] < cfg.orientation_min_prob:
         info["transform"] = "identity"
         return Canonical(image, lambda a: a, info)
     inv_k = INVERSE[k]  # seen = dihedral(canonical, k)  =>  canonical = dihedral(seen, inverse k)
     info["transform"] = NAMES[inv_k]
     info["input_was"] = NAMES[k]
-
-    def fwd(a):  # (X, Y, 1[, C]) -> canonical
-        p = np.swapaxes(a[:, :, 0], 0, 1)
-        return np.swapaxes(dihedral(p, inv_k), 0, 1)[:, :, None]
-
-    def back(a):
-        p = np.swapaxes(a[:, :, 0], 0, 1)
-        return np.swapaxes(dihedral(p, k), 0, 1)[:, :, None]
-
-    d = fwd(image.data)
-    canon = MedImage(d, np.eye(4), image.ndim, image.modality, False, image.photometric, image.source_path,
-                     image.source_format, dict(image.meta))
-    return Canonical(canon, back, info)
+    d = _in_plane(image.data, inv_k)
+    canon = MedImage(d, np.eye(4) if not no_header else np.asarray(image.affine, dtype=float).copy(), image.ndim,
+                     image.modality, image.has_geometry if no_header else False, image.photometric,
+                     image.source_path, image.source_format, dict(image.meta))
+    return Canonical(canon, lambda a: _in_plane(a, k), info)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -138,7 +159,7 @@ def heat_boxes(heat: torch.Tensor, pred: SlicePredictor, cfg: TextConfig,
     m = pm > thr
     lab, n = ndimage.label(m)
     boxes = []
-    cell_px = (max(pred.hw) / g) ** 2
+    cell_px = (max(pred.hw) / 32) ** 2  # the same area whatever the head's grid
     for i in range(1, n + 1):
         comp = lab == i
         if comp.sum() < cfg.min_blob_cells * cell_px:
@@ -225,9 +246,13 @@ def segment_text(image: MedImage, prompts: list[str], device: str = "cpu", progr
                                    cfg.findings_relative_heat if hname == "findings" else cfg.organ_relative_heat)
             if not boxes:
                 continue
+            if cfg.mask_from == "heat":
+                vol[:, :, z] |= pm > cfg.heat_threshold
+                ious.append(float(pm[pm > cfg.heat_threshold].mean()) if (pm > cfg.heat_threshold).any() else 0.0)
+                continue
             for r in pred.predict_many(z, boxes=boxes):
-                m = r.mask if r.mask.any() else None
-                if m is None:
+                m = r.mask & (pm > cfg.heat_gate) if cfg.mask_from == "gated" else r.mask
+                if not m.any():
                     continue
                 vol[:, :, z] |= m
                 ious.append(r.iou)

@@ -1,0 +1,95 @@
+"""Compare inference settings of the text path on held-out patients, encoding every slice only once.
+
+    python benchmarks/tune_textseg.py --datasets jsrt-cxr:20,btcv-ct:2 --split val \
+        --variants 'base={}' 'gated={"mask_from": "gated"}'
+
+Each variant is a set of :class:`medground.segment.text.TextConfig` fields. Choose settings on the `val`
+split and report them on `test` (bench_textseg.py --split test), so that the reported figure was not
+tuned on. LiteMedSAM embeddings are kept on disk (``--emb-cache``) keyed by the slice's pixels.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+class CachingModel:
+    """LiteMedSAM whose encoder results are memoised on disk by the input slice's content."""
+
+    def __init__(self, model, cache_dir: str | Path):
+        self.model = model
+        self.dir = Path(cache_dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        keys = [hashlib.sha1(xi.contiguous().numpy().tobytes()).hexdigest() for xi in x.cpu()]
+        out = [None] * len(keys)
+        todo = []
+        for i, k in enumerate(keys):
+            f = self.dir / f"{k}.npy"
+            if f.exists():
+                out[i] = torch.from_numpy(np.load(f).astype(np.float32))
+            else:
+                todo.append(i)
+        if todo:
+            e = self.model.encode(x[todo])
+            for i, ei in zip(todo, e):
+                np.save(self.dir / f"{keys[i]}.npy", ei.cpu().numpy().astype(np.float16))
+                out[i] = ei.cpu().float()
+        return torch.stack(out).to(x.device)
+
+    def __getattr__(self, name):
+        return getattr(self.model, name)
+
+
+def main(argv=None):
+    from medground.evaluate.runner import evaluate_dataset
+    from medground.models import load_model
+    from medground.models.grounding import load_grounding
+    from medground.segment.text import TextConfig
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--root", default="cache/data")
+    ap.add_argument("--datasets", default="jsrt-cxr:20,chaos-mr:3,acdc-cmr:4,btcv-ct:2")
+    ap.add_argument("--split", default="val")
+    ap.add_argument("--weights", default=None, help="grounding checkpoint (default: the packaged one)")
+    ap.add_argument("--emb-cache", default="cache/tune_emb")
+    ap.add_argument("--variants", nargs="+", default=['base={}'])
+    ap.add_argument("--out", default=None, help="write the table (Markdown) and raw numbers (.json) here")
+    a = ap.parse_args(argv)
+    model = CachingModel(load_model("litemedsam"), a.emb_cache)
+    grounding = load_grounding(a.weights) if a.weights else None
+    variants = {}
+    for v in a.variants:
+        name, _, js = v.partition("=")
+        variants[name] = json.loads(js or "{}")
+    rows, raw = [], {}
+    for spec in a.datasets.split(","):
+        ds, _, n = spec.partition(":")
+        for name, over in variants.items():
+            t = time.time()
+            agg = evaluate_dataset(Path(a.root) / ds, a.split, None, "text", int(n) if n else None,
+                                   grounding=grounding, model=model, text_config=TextConfig(**over),
+                                   log=lambda m: None)
+            s = agg.summary()
+            per = {k: round(v["dice"]["mean"], 3) for k, v in s["per_class"].items()}
+            raw.setdefault(ds, {})[name] = {"mean": s["overall"]["dice"]["mean"], "per_class": per,
+                                            "slice_presence": agg.slice_presence}
+            rows.append(f"| {ds} | {name} | {s['overall']['dice']['mean']:.3f} | "
+                        + ", ".join(f"{k} {v:.2f}" for k, v in sorted(per.items())) + " |")
+            print(rows[-1], f"[{time.time() - t:.0f}s]", flush=True)
+    table = ["| dataset | variant | mean Dice | per class |", "|---|---|---:|---|"] + rows
+    print("\n".join(table))
+    if a.out:
+        Path(a.out).write_text("\n".join(table) + "\n")
+        Path(a.out).with_suffix(".json").write_text(json.dumps({"variants": variants, "results": raw}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

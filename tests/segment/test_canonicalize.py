@@ -1,0 +1,70 @@
+"""Orientation before the text-prompted model: header geometry when the header has one; the orientation
+classifier for pictures and for volumes whose header carries no orientation (identity affine)."""
+from __future__ import annotations
+
+import numpy as np
+
+from medground.io.image import MedImage
+from medground.models.orientation import NAMES
+from medground.segment.text import canonicalize, orientation_unknown
+
+
+class StubNet:
+    """Says the picture it sees is transform ``k`` of a canonical one; records what it was shown."""
+
+    def __init__(self, k: int, p: float = 0.9):
+        self.k, self.p, self.seen = k, p, []
+
+    def predict(self, thumb):
+        self.seen.append(thumb)
+        probs = np.full(8, (1 - self.p) / 7)
+        probs[self.k] = self.p
+        return probs
+
+
+def _volume(affine, meta=None):
+    rng = np.random.default_rng(0)
+    data = rng.random((20, 12, 6)).astype(np.float32)
+    return MedImage(data, affine, 3, "MR", True, "MONOCHROME2", None, "nifti", dict(meta or {}))
+
+
+def test_identity_affine_means_no_orientation():
+    assert orientation_unknown(_volume(np.eye(4)))
+    assert orientation_unknown(_volume(np.diag([-1.7, -1.7, 2.5, 1.0]), {"qform_code": 0, "sform_code": 0}))
+    assert not orientation_unknown(_volume(np.diag([-1.7, -1.7, 2.5, 1.0]), {"qform_code": 1, "sform_code": 1}))
+
+
+def test_volume_without_orientation_uses_the_classifier_and_maps_back():
+    img = _volume(np.eye(4))
+    net = StubNet(NAMES.index("flip_lr"))
+    c = canonicalize(img, net)
+    assert c.info["method"] == "orientation classifier" and "reason" in c.info
+    assert c.info["transform"] == "flip_lr" and c.info["slices_used"] >= 3
+    # display of slice z is data[:, :, z].T; a left-right flip of the display reverses X
+    assert np.array_equal(c.image.data, img.data[::-1])
+    assert np.array_equal(c.back(c.image.data), img.data)
+    # a transpose changes the in-plane shape and still maps back exactly
+    c2 = canonicalize(img, StubNet(NAMES.index("rot90")))
+    assert c2.image.data.shape == (12, 20, 6)
+    mask = np.zeros(c2.image.data.shape, bool)
+    mask[2:5, 7:9, 3] = True
+    back = c2.back(mask)
+    assert back.shape == img.data.shape and back.sum() == mask.sum()
+
+
+def test_classifier_unsure_or_identity_keeps_the_volume_as_stored():
+    img = _volume(np.eye(4))
+    for net in (StubNet(0), StubNet(NAMES.index("rot180"), p=0.3)):
+        c = canonicalize(img, net)
+        assert c.info["transform"] == "identity"
+        assert np.array_equal(c.image.data, img.data)
+
+
+def test_volume_with_header_orientation_ignores_the_classifier():
+    img = _volume(np.diag([1.0, 1.0, 2.0, 1.0]), {"qform_code": 1, "sform_code": 1})  # RAS
+    net = StubNet(NAMES.index("flip_lr"))
+    c = canonicalize(img, net)
+    assert c.info["method"] == "header geometry" and c.info["from"] == "RAS"
+    assert not net.seen
+    assert np.array_equal(c.image.data, img.data[::-1, ::-1])  # RAS -> LPS
+    assert np.array_equal(c.back(c.image.data), img.data)
