@@ -26,9 +26,27 @@ def main(argv=None):
     ap.add_argument("--modes", default="text,box")
     ap.add_argument("--split", default="val")
     ap.add_argument("--out", default="benchmarks/results/textseg.md")
+    ap.add_argument("--weights", default=None, help="grounding checkpoint (default: the packaged one)")
+    ap.add_argument("--emb-cache", default=None,
+                    help="keep LiteMedSAM embeddings of every slice on disk here (shared with tune_textseg.py)")
     a = ap.parse_args(argv)
+    model = grounding = None
+    if a.emb_cache:
+        import sys
+
+        sys.path.insert(0, str(Path(__file__).parent))
+        from tune_textseg import CachingModel
+
+        from medground.models import load_model
+
+        model = CachingModel(load_model("litemedsam"), a.emb_cache)
+    if a.weights:
+        from medground.models.grounding import load_grounding
+
+        grounding = load_grounding(a.weights)
     lines = ["# Text-prompted (grounding) vs box-prompted segmentation, held-out patients", "",
-             f"Command: `python benchmarks/bench_textseg.py --root {a.root} --datasets {a.datasets} --modes {a.modes}`",
+             f"Command: `python benchmarks/bench_textseg.py --root {a.root} --datasets {a.datasets} --modes {a.modes} "
+             f"--split {a.split}" + (f" --weights {a.weights}" if a.weights else "") + "`",
              f"Split: `{a.split}` of each dataset's patient-level splits (seed 0). Dice is per case (3D for volumes).",
              "", "| dataset | class | cases | Dice text | Dice box |", "|---|---|---:|---:|---:|"]
     raw = {}
@@ -38,7 +56,8 @@ def main(argv=None):
         res = {}
         for mode in a.modes.split(","):
             t = time.time()
-            agg = evaluate_dataset(Path(a.root) / name, a.split, None, mode, int(n) if n else None, log=lambda m: None)
+            agg = evaluate_dataset(Path(a.root) / name, a.split, None, mode, int(n) if n else None, log=lambda m: None,
+                                   model=model, grounding=grounding)
             s = agg.summary()
             res[mode] = {"per_class": {k: v["dice"]["mean"] for k, v in s["per_class"].items()},
                          "overall": s["overall"]["dice"]["mean"], "seconds": round(time.time() - t),

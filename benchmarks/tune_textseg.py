@@ -62,6 +62,12 @@ def main(argv=None):
     ap.add_argument("--emb-cache", default="cache/tune_emb")
     ap.add_argument("--variants", nargs="+", default=['base={}'])
     ap.add_argument("--out", default=None, help="write the table (Markdown) and raw numbers (.json) here")
+    ap.add_argument("--choose", action="store_true",
+                    help="per class, pick the variant with the best mean Dice (another than the first only when "
+                         "it beats the first by --margin); its mask_from / presence_threshold become the term's "
+                         "calibration")
+    ap.add_argument("--margin", type=float, default=0.01)
+    ap.add_argument("--write", default=None, help="with --choose: record the choices in this checkpoint")
     a = ap.parse_args(argv)
     model = CachingModel(load_model("litemedsam"), a.emb_cache)
     grounding = load_grounding(a.weights) if a.weights else None
@@ -86,6 +92,37 @@ def main(argv=None):
             print(rows[-1], f"[{time.time() - t:.0f}s]", flush=True)
     table = ["| dataset | variant | mean Dice | per class |", "|---|---|---:|---|"] + rows
     print("\n".join(table))
+    if a.choose:
+        from medground.models.grounding import CALIBRATED, set_calibration
+        from medground.ontology import Ontology
+
+        onto = Ontology.default()
+        first = next(iter(variants))
+        choice: dict[str, dict] = {}
+        scores: dict[str, dict[str, list]] = {}
+        for ds, per_var in raw.items():
+            for name, r in per_var.items():
+                for cls, d in r["per_class"].items():
+                    scores.setdefault(cls, {}).setdefault(name, []).append(d)
+        lines = ["| class | chosen | " + " | ".join(variants) + " |", "|---|---|" + "---:|" * len(variants)]
+        for cls, by in sorted(scores.items()):
+            mean = {n: float(np.mean(v)) for n, v in by.items()}
+            best = max(mean, key=mean.get)
+            if mean[best] < mean[first] + a.margin:
+                best = first
+            setting = {"mask_from": "decoder", "presence_threshold": 0.5}
+            setting.update({k: v for k, v in variants[best].items() if k in CALIBRATED})
+            for t in onto.resolve(cls).ids:
+                choice[t] = setting
+            lines.append(f"| {cls} | {best} | " + " | ".join(f"{mean.get(n, float('nan')):.3f}" for n in variants) + " |")
+        print("\n".join(lines))
+        if a.out:
+            Path(a.out).with_name(Path(a.out).stem + "_choice.md").write_text("\n".join(lines) + "\n")
+        if a.write:
+            set_calibration(a.write, choice, f"best mean validation Dice per class on the {a.split} split of "
+                                             f"{a.datasets} (benchmarks/tune_textseg.py; a setting other than "
+                                             f"'{first}' only when it beats it by {a.margin})")
+            print(f"wrote the choices into {a.write}")
     if a.out:
         Path(a.out).write_text("\n".join(table) + "\n")
         Path(a.out).with_suffix(".json").write_text(json.dumps({"variants": variants, "results": raw}, indent=1))

@@ -97,3 +97,18 @@ def test_training_a_fine_head_finds_small_structures(tmp_path):
     # a 12-pixel square is 3 x 3 cells of the fine grid: found where it is, and 'b' reported absent
     assert val["grid_dice"] > 0.5, val
     assert val["absent_specificity"] > 0.7, val
+
+
+def test_calibration_is_stored_in_the_checkpoint_and_read_by_the_bundle(tmp_path):
+    import json
+
+    from medground.models.grounding import GroundingBundle, set_calibration
+
+    head = GroundingHead(hidden=32, queries=4)
+    path = save_head(head, tmp_path / "g.pt", ["heart", "liver"], torch.randn(2, 384), {"name": "t"})
+    set_calibration(path, {"heart": {"mask_from": "heat", "presence_threshold": 0.35, "junk": 1}}, "on val")
+    h, obj = load_head(path)
+    b = GroundingBundle(h, obj)
+    assert b.calibration == {"heart": {"mask_from": "heat", "presence_threshold": 0.35}}
+    card = json.loads(path.with_suffix(".card.json").read_text())
+    assert card["calibration_chosen"] == "on val" and card["calibration"]["heart"]["mask_from"] == "heat"

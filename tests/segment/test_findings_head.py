@@ -168,3 +168,43 @@ def test_shipped_findings_weights_load_and_run():
 
     r = route_terms(["liver", "lesion", "skin_lesion"], load_grounding(), b)
     assert r == {"liver": "organs", "lesion": "findings", "skin_lesion": "findings"}
+
+
+# --------------------------------------------------------------------------- mask sources
+class NoDecoderSAM(StubSAM):
+    def decode(self, *a, **k):  # the heat mode must not need the decoder
+        raise AssertionError("decoder called")
+
+
+def test_mask_mode_resolution(heads):
+    from medground.segment.text import TextConfig, mask_mode
+
+    organs, _ = heads
+    assert mask_mode("liver", organs, TextConfig()) == "decoder"  # a checkpoint that says nothing
+    organs.calibration = {"liver": {"mask_from": "heat", "presence_threshold": 0.3}}
+    assert mask_mode("liver", organs, TextConfig()) == "heat"
+    assert mask_mode("spleen", organs, TextConfig()) == "decoder"
+    assert mask_mode("liver", organs, TextConfig(mask_from="blend")) == "blend"
+    assert mask_mode("liver", organs, TextConfig(mask_from={"liver": "gated"})) == "gated"
+    with pytest.raises(ValueError):
+        mask_mode("liver", organs, TextConfig(mask_from="magic"))
+    from medground.segment.text import presence_threshold
+
+    assert presence_threshold("liver", organs, TextConfig()) == 0.3
+    assert presence_threshold("spleen", organs, TextConfig()) == 0.5
+    assert presence_threshold("liver", organs, TextConfig(presence_threshold=0.7)) == 0.7
+
+
+@pytest.mark.parametrize("mode", ["heat", "blend", "gated", "decoder"])
+def test_each_mask_source_draws_the_block(heads, mode):
+    from medground.segment.text import TextConfig
+
+    _, findings = heads
+    img, ref = synthetic_volume()
+    findings.calibration = {"lesion": {"mask_from": mode}}  # what a calibrated checkpoint carries
+    sam = NoDecoderSAM() if mode == "heat" else StubSAM()
+    res, _ = segment_text(img, ["lesion"], model=sam, grounding=findings, findings=None, cfg=TextConfig())
+    m = res[0].mask
+    assert res[0].info["present"]
+    d = 2 * (m & ref).sum() / (m.sum() + ref.sum())
+    assert d > 0.7, (mode, d)

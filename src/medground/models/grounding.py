@@ -149,6 +149,23 @@ def load_head(path: str | Path, device: str = "cpu") -> tuple[GroundingHead, dic
     return head, obj
 
 
+CALIBRATED = ("mask_from", "presence_threshold")
+
+
+def set_calibration(path: str | Path, table: dict[str, dict], note: str) -> None:
+    """Record in a checkpoint (and its card) per-term inference settings measured on validation patients:
+    ``{term: {"mask_from": "heat", "presence_threshold": 0.35}}`` (see ``TextConfig``); ``note`` says how
+    they were chosen."""
+    path = Path(path)
+    obj = torch.load(path, map_location="cpu", weights_only=False)
+    clean = {t: {k: v for k, v in d.items() if k in CALIBRATED} for t, d in sorted(table.items())}
+    obj["calibration"] = clean
+    obj.setdefault("card", {})["calibration"] = clean
+    obj["card"]["calibration_chosen"] = note
+    torch.save(obj, path)
+    path.with_suffix(".card.json").write_text(json.dumps(obj["card"], indent=2))
+
+
 DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "grounding.pt"
 # second head for findings (lesions, tumours, polyps, skin lesions): medground.train.findings
 FINDINGS_WEIGHTS = Path(__file__).parent / "weights" / "grounding_findings.pt"
@@ -165,6 +182,8 @@ class GroundingBundle:
         self.term_emb: torch.Tensor = obj["term_emb"]
         self.card: dict = obj.get("card", {})
         self.name = name
+        # per term: inference settings measured best on the validation patients (mask source, presence threshold)
+        self.calibration: dict[str, dict] = dict(obj.get("calibration") or self.card.get("calibration") or {})
         self.orientation = None
         if obj.get("orientation_state"):
             net = OrientationNet(**obj.get("orientation_config", {}))

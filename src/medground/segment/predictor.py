@@ -46,6 +46,7 @@ class SliceResult:
     logits: np.ndarray  # float32 low-res logits (256 x 256) for mask prompting of a neighbour
     iou: float  # the network's predicted IoU
     mean_prob: float  # mean foreground probability inside the mask (0 when empty)
+    prob: np.ndarray | None = None  # float32 foreground probability, (X, Y) in the slice's own grid
 
 
 class SlicePredictor:
@@ -153,5 +154,6 @@ class SlicePredictor:
             m = (full[i] > 0).cpu().numpy()
             prob = torch.sigmoid(full[i]).cpu().numpy()
             out.append(SliceResult(mask=m, logits=logits[i, 0].float().cpu().numpy(),
-                                   iou=float(iou[i, 0].clamp(0, 1)), mean_prob=float(prob[m].mean()) if m.any() else 0.0))
+                                   iou=float(iou[i, 0].clamp(0, 1)), mean_prob=float(prob[m].mean()) if m.any() else 0.0,
+                                   prob=prob))
         return out

@@ -30,7 +30,9 @@ from medground.segment.predictor import MODEL_SIZE, SlicePredictor
 
 @dataclass
 class TextConfig:
-    presence_threshold: float = 0.5
+    # a slice shows a term when its presence probability reaches this; None: the head's calibrated value for
+    # the term (chosen on validation patients), else 0.5
+    presence_threshold: float | None = None
     heat_threshold: float = 0.5
     # findings head only: on a slice where the finding is present, heat above this fraction of the
     # slice's peak also counts (small lesions rarely reach 0.5 on the coarse grid); None: off
@@ -44,9 +46,12 @@ class TextConfig:
     max_gap: int = 1  # slices without presence tolerated inside an organ's z range
     batch_size: int = 8
     keep_largest_3d: bool = True
-    # what draws the mask inside each heat box: "decoder" (LiteMedSAM), "heat" (the heat map itself above
-    # heat_threshold) or "gated" (the decoder's mask where the heat probability exceeds heat_gate)
-    mask_from: str = "decoder"
+    # what draws the mask on a slice where a term is present: "decoder" (LiteMedSAM inside each heat box),
+    # "heat" (the heat map itself above heat_threshold), "blend" (the mean of the decoder's and the heat's
+    # probabilities above 0.5), "gated" (the decoder's mask where the heat exceeds heat_gate), or "auto":
+    # per term, what the head's checkpoint says measured best on its validation patients ("decoder" when
+    # it says nothing). A dict term id -> mode overrides per term.
+    mask_from: Any = "auto"
     heat_gate: float = 0.2
 
 
@@ -142,9 +147,9 @@ def _runs(flags: np.ndarray, max_gap: int) -> list[tuple[int, int]]:
 
 
 def heat_boxes(heat: torch.Tensor, pred: SlicePredictor, cfg: TextConfig,
-               relative: float | None = None) -> tuple[list, np.ndarray]:
-    """Heat logits (G, G) -> boxes (x0, y0, x1, y1) in slice pixels, one per blob, and the heat
-    probability map on the slice grid (X, Y)."""
+               relative: float | None = None) -> tuple[list, np.ndarray, np.ndarray]:
+    """Heat logits (G, G) -> boxes (x0, y0, x1, y1) in slice pixels, one per blob, the heat
+    probability map on the slice grid (X, Y), and the mask of the blobs kept (X, Y)."""
     from scipy import ndimage
 
     g = heat.shape[-1]
@@ -159,15 +164,38 @@ def heat_boxes(heat: torch.Tensor, pred: SlicePredictor, cfg: TextConfig,
     m = pm > thr
     lab, n = ndimage.label(m)
     boxes = []
+    kept = np.zeros(m.shape, bool)
     cell_px = (max(pred.hw) / 32) ** 2  # the same area whatever the head's grid
     for i in range(1, n + 1):
         comp = lab == i
         if comp.sum() < cfg.min_blob_cells * cell_px:
             continue
+        kept |= comp
         xs = np.where(comp.any(axis=1))[0]
         ys = np.where(comp.any(axis=0))[0]
         boxes.append((float(xs[0]), float(ys[0]), float(xs[-1]), float(ys[-1])))
-    return boxes, pm
+    return boxes, pm, kept
+
+
+MASK_MODES = ("decoder", "heat", "blend", "gated")
+
+
+def mask_mode(term: str, bundle, cfg: TextConfig) -> str:
+    """How the mask of ``term`` is drawn (see ``TextConfig.mask_from``)."""
+    m = cfg.mask_from
+    if isinstance(m, dict):
+        m = m.get(term, "auto")
+    if m == "auto":
+        m = (getattr(bundle, "calibration", None) or {}).get(term, {}).get("mask_from", "decoder")
+    if m not in MASK_MODES:
+        raise ValueError(f"unknown mask mode {m!r}; use one of {MASK_MODES} or 'auto'")
+    return m
+
+
+def presence_threshold(term: str, bundle, cfg: TextConfig) -> float:
+    if cfg.presence_threshold is not None:
+        return float(cfg.presence_threshold)
+    return float((getattr(bundle, "calibration", None) or {}).get(term, {}).get("presence_threshold", 0.5))
 
 
 # --------------------------------------------------------------------------- main entry
@@ -230,7 +258,7 @@ def segment_text(image: MedImage, prompts: list[str], device: str = "cpu", progr
         j = col[hname].index(tid)
         heat_all = heat_t[hname][:, j]  # (Z, G, G)
         pz = pres_t[hname][:, j]
-        flags = pz >= cfg.presence_threshold
+        flags = pz >= presence_threshold(tid, heads[hname], cfg)
         zs: list[int] = []
         if Z == 1:
             zs = [0] if flags[0] else []
@@ -242,16 +270,25 @@ def segment_text(image: MedImage, prompts: list[str], device: str = "cpu", progr
         vol = np.zeros((X, Y, Z), dtype=bool)
         ious = []
         for z in zs:
-            boxes, pm = heat_boxes(heat_all[z], pred, cfg,
+            boxes, pm, blobs = heat_boxes(heat_all[z], pred, cfg,
                                    cfg.findings_relative_heat if hname == "findings" else cfg.organ_relative_heat)
             if not boxes:
                 continue
-            if cfg.mask_from == "heat":
-                vol[:, :, z] |= pm > cfg.heat_threshold
-                ious.append(float(pm[pm > cfg.heat_threshold].mean()) if (pm > cfg.heat_threshold).any() else 0.0)
+            mode = mask_mode(tid, heads[hname], cfg)
+            if mode == "heat":  # the blobs themselves (above the slice's heat threshold, big enough)
+                vol[:, :, z] |= blobs
+                ious.append(float(pm[blobs].mean()))
                 continue
-            for r in pred.predict_many(z, boxes=boxes):
-                m = r.mask & (pm > cfg.heat_gate) if cfg.mask_from == "gated" else r.mask
+            rs = pred.predict_many(z, boxes=boxes)
+            if mode == "blend":
+                dec = np.max([r.prob for r in rs], axis=0)
+                m = (dec + pm) / 2 > 0.5
+                if m.any():
+                    vol[:, :, z] |= m
+                    ious.append(float(np.mean([r.iou for r in rs])))
+                continue
+            for r in rs:
+                m = r.mask & (pm > cfg.heat_gate) if mode == "gated" else r.mask
                 if not m.any():
                     continue
                 vol[:, :, z] |= m
