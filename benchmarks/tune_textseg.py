@@ -40,7 +40,9 @@ class CachingModel:
         if todo:
             e = self.model.encode(x[todo])
             for i, ei in zip(todo, e):
-                np.save(self.dir / f"{keys[i]}.npy", ei.cpu().numpy().astype(np.float16))
+                tmp = self.dir / f"{keys[i]}.tmp.npy"
+                np.save(tmp, ei.cpu().numpy().astype(np.float16))
+                tmp.replace(self.dir / f"{keys[i]}.npy")  # atomic: a reader never sees half a file
                 out[i] = ei.cpu().float()
         return torch.stack(out).to(x.device)
 
@@ -68,15 +70,23 @@ def main(argv=None):
                          "calibration")
     ap.add_argument("--margin", type=float, default=0.01)
     ap.add_argument("--write", default=None, help="with --choose: record the choices in this checkpoint")
+    ap.add_argument("--from-json", default=None,
+                    help="skip the runs: take variants and results from a .json this script wrote (with --choose)")
     a = ap.parse_args(argv)
-    model = CachingModel(load_model("litemedsam"), a.emb_cache)
-    grounding = load_grounding(a.weights) if a.weights else None
     variants = {}
     for v in a.variants:
         name, _, js = v.partition("=")
         variants[name] = json.loads(js or "{}")
     rows, raw = [], {}
-    for spec in a.datasets.split(","):
+    if a.from_json:
+        prev = json.loads(Path(a.from_json).read_text())
+        variants, raw = prev["variants"], prev["results"]
+        a.datasets = prev.get("datasets", a.datasets)
+        a.split = prev.get("split", a.split)
+    else:
+        model = CachingModel(load_model("litemedsam"), a.emb_cache)
+        grounding = load_grounding(a.weights) if a.weights else None
+    for spec in ([] if a.from_json else a.datasets.split(",")):
         ds, _, n = spec.partition(":")
         for name, over in variants.items():
             t = time.time()
@@ -91,7 +101,8 @@ def main(argv=None):
                         + ", ".join(f"{k} {v:.2f}" for k, v in sorted(per.items())) + " |")
             print(rows[-1], f"[{time.time() - t:.0f}s]", flush=True)
     table = ["| dataset | variant | mean Dice | per class |", "|---|---|---:|---|"] + rows
-    print("\n".join(table))
+    if rows:
+        print("\n".join(table))
     if a.choose:
         from medground.models.grounding import CALIBRATED, set_calibration
         from medground.ontology import Ontology
@@ -123,9 +134,10 @@ def main(argv=None):
                                              f"{a.datasets} (benchmarks/tune_textseg.py; a setting other than "
                                              f"'{first}' only when it beats it by {a.margin})")
             print(f"wrote the choices into {a.write}")
-    if a.out:
+    if a.out and rows:
         Path(a.out).write_text("\n".join(table) + "\n")
-        Path(a.out).with_suffix(".json").write_text(json.dumps({"variants": variants, "results": raw}, indent=1))
+        Path(a.out).with_suffix(".json").write_text(json.dumps({"variants": variants, "results": raw,
+                                                                "datasets": a.datasets, "split": a.split}, indent=1))
 
 
 if __name__ == "__main__":
