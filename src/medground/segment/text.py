@@ -47,7 +47,7 @@ class TextConfig:
     batch_size: int = 8
     keep_largest_3d: bool = True
     # what draws the mask on a slice where a term is present: "decoder" (LiteMedSAM inside each heat box),
-    # "heat" (the heat map itself above heat_threshold), "blend" (the mean of the decoder's and the heat's
+    # "heat" (the heat blobs the boxes come from, i.e. the heat map itself), "blend" (the mean of the decoder's and the heat's
     # probabilities above 0.5), "gated" (the decoder's mask where the heat exceeds heat_gate), or "auto":
     # per term, what the head's checkpoint says measured best on its validation patients ("decoder" when
     # it says nothing). A dict term id -> mode overrides per term.
@@ -180,13 +180,18 @@ def heat_boxes(heat: torch.Tensor, pred: SlicePredictor, cfg: TextConfig,
 MASK_MODES = ("decoder", "heat", "blend", "gated")
 
 
+def _calibrated(term: str, bundle, key: str, default):
+    """The head checkpoint's calibrated value of ``key`` for ``term`` (``default`` when it has none)."""
+    return (getattr(bundle, "calibration", None) or {}).get(term, {}).get(key, default)
+
+
 def mask_mode(term: str, bundle, cfg: TextConfig) -> str:
     """How the mask of ``term`` is drawn (see ``TextConfig.mask_from``)."""
     m = cfg.mask_from
     if isinstance(m, dict):
         m = m.get(term, "auto")
     if m == "auto":
-        m = (getattr(bundle, "calibration", None) or {}).get(term, {}).get("mask_from", "decoder")
+        m = _calibrated(term, bundle, "mask_from", "decoder")
     if m not in MASK_MODES:
         raise ValueError(f"unknown mask mode {m!r}; use one of {MASK_MODES} or 'auto'")
     return m
@@ -195,7 +200,7 @@ def mask_mode(term: str, bundle, cfg: TextConfig) -> str:
 def presence_threshold(term: str, bundle, cfg: TextConfig) -> float:
     if cfg.presence_threshold is not None:
         return float(cfg.presence_threshold)
-    return float((getattr(bundle, "calibration", None) or {}).get(term, {}).get("presence_threshold", 0.5))
+    return float(_calibrated(term, bundle, "presence_threshold", 0.5))
 
 
 # --------------------------------------------------------------------------- main entry
@@ -269,12 +274,12 @@ def segment_text(image: MedImage, prompts: list[str], device: str = "cpu", progr
                 zs = list(range(best[0], best[1] + 1))
         vol = np.zeros((X, Y, Z), dtype=bool)
         ious = []
+        mode = mask_mode(tid, heads[hname], cfg)
+        relative = cfg.findings_relative_heat if hname == "findings" else cfg.organ_relative_heat
         for z in zs:
-            boxes, pm, blobs = heat_boxes(heat_all[z], pred, cfg,
-                                   cfg.findings_relative_heat if hname == "findings" else cfg.organ_relative_heat)
+            boxes, pm, blobs = heat_boxes(heat_all[z], pred, cfg, relative)
             if not boxes:
                 continue
-            mode = mask_mode(tid, heads[hname], cfg)
             if mode == "heat":  # the blobs themselves (above the slice's heat threshold, big enough)
                 vol[:, :, z] |= blobs
                 ious.append(float(pm[blobs].mean()))
