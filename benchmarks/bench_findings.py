@@ -26,37 +26,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
+sys.path.insert(0, str(Path(__file__).parent))
+from embcache import CachedEncoder  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 PROMPTS = ["lesion", "tumour", "brain tumour", "polyp", "skin lesion"]
 OWN = {"ct-lesions": ["lesion"], "mr-tumour": ["brain tumour", "tumour", "lesion"],
        "endoscopy-kvasir": ["polyp", "lesion"], "dermoscopy-ph2": ["skin lesion", "lesion"]}
 OTHER = {"ct-lesions": ["brain tumour", "polyp", "skin lesion"], "mr-tumour": ["polyp", "skin lesion"],
          "endoscopy-kvasir": ["brain tumour", "skin lesion"], "dermoscopy-ph2": ["brain tumour", "polyp"]}
-
-
-class CachedEncoder:
-    """LiteMedSAM whose ``encode`` reuses stored embeddings of identical inputs."""
-
-    def __init__(self, model, full_dir: Path):
-        self.model, self.full_dir = model, full_dir
-        self.hits = self.misses = 0
-
-    def encode(self, x):
-        from medground.train.findings import embedding_key
-
-        out = []
-        for xi in x:
-            p = self.full_dir / f"{embedding_key(xi[None])}.pt"
-            if p.exists():
-                out.append(torch.load(p).float()[None])
-                self.hits += 1
-            else:
-                out.append(self.model.encode(xi[None]))
-                self.misses += 1
-        return torch.cat(out)
-
-    def __getattr__(self, name):
-        return getattr(self.model, name)
 
 
 def dice(a: np.ndarray, b: np.ndarray) -> float:
@@ -103,7 +81,8 @@ def main(argv=None) -> None:
     cfg = yaml.safe_load(Path(a.config).read_text())
     cfg["data_root"] = str((Path(a.config).parent.parent / cfg["data_root"]).resolve()) \
         if not Path(cfg["data_root"]).is_absolute() else cfg["data_root"]
-    model = CachedEncoder(load_model("litemedsam"), ROOT / cfg.get("cache_dir", "cache/grounding_findings") / "full")
+    model = CachedEncoder(load_model("litemedsam"), ROOT / cfg.get("cache_dir", "cache/grounding_findings") / "full",
+                          write=False)
     organs = load_grounding()
     findings = load_findings(a.weights)
     cases = heldout_cases(cfg)

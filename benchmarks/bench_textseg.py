@@ -35,11 +35,11 @@ def main(argv=None):
         import sys
 
         sys.path.insert(0, str(Path(__file__).parent))
-        from tune_textseg import CachingModel
+        from embcache import CachedEncoder
 
         from medground.models import load_model
 
-        model = CachingModel(load_model("litemedsam"), a.emb_cache)
+        model = CachedEncoder(load_model("litemedsam"), a.emb_cache)
     if a.weights:
         from medground.models.grounding import load_grounding
 

@@ -10,44 +10,15 @@ tuned on. LiteMedSAM embeddings are kept on disk (``--emb-cache``) keyed by the 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
-
-class CachingModel:
-    """LiteMedSAM whose encoder results are memoised on disk by the input slice's content."""
-
-    def __init__(self, model, cache_dir: str | Path):
-        self.model = model
-        self.dir = Path(cache_dir)
-        self.dir.mkdir(parents=True, exist_ok=True)
-
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        keys = [hashlib.sha1(xi.contiguous().numpy().tobytes()).hexdigest() for xi in x.cpu()]
-        out = [None] * len(keys)
-        todo = []
-        for i, k in enumerate(keys):
-            f = self.dir / f"{k}.npy"
-            if f.exists():
-                out[i] = torch.from_numpy(np.load(f).astype(np.float32))
-            else:
-                todo.append(i)
-        if todo:
-            e = self.model.encode(x[todo])
-            for i, ei in zip(todo, e):
-                tmp = self.dir / f"{keys[i]}.tmp.npy"
-                np.save(tmp, ei.cpu().numpy().astype(np.float16))
-                tmp.replace(self.dir / f"{keys[i]}.npy")  # atomic: a reader never sees half a file
-                out[i] = ei.cpu().float()
-        return torch.stack(out).to(x.device)
-
-    def __getattr__(self, name):
-        return getattr(self.model, name)
+sys.path.insert(0, str(Path(__file__).parent))
+from embcache import CachedEncoder  # noqa: E402
 
 
 def main(argv=None):
@@ -84,7 +55,7 @@ def main(argv=None):
         a.datasets = prev.get("datasets", a.datasets)
         a.split = prev.get("split", a.split)
     else:
-        model = CachingModel(load_model("litemedsam"), a.emb_cache)
+        model = CachedEncoder(load_model("litemedsam"), a.emb_cache)
         grounding = load_grounding(a.weights) if a.weights else None
     for spec in ([] if a.from_json else a.datasets.split(",")):
         ds, _, n = spec.partition(":")
@@ -116,7 +87,9 @@ def main(argv=None):
                 for cls, d in r["per_class"].items():
                     scores.setdefault(cls, {}).setdefault(name, []).append(d)
         lines = ["| class | chosen | " + " | ".join(variants) + " |", "|---|---|" + "---:|" * len(variants)]
-        for cls, by in sorted(scores.items()):
+        # a class naming one term ("left lung") decides that term over a class naming several ("lung" = both
+        # lungs), whatever the order of the names
+        for cls, by in sorted(scores.items(), key=lambda kv: (-len(onto.resolve(kv[0]).ids), kv[0])):
             mean = {n: float(np.mean(v)) for n, v in by.items()}
             best = max(mean, key=mean.get)
             if mean[best] < mean[first] + a.margin:
