@@ -41,6 +41,8 @@ def main(argv=None):
                          "calibration")
     ap.add_argument("--margin", type=float, default=0.01)
     ap.add_argument("--write", default=None, help="with --choose: record the choices in this checkpoint")
+    ap.add_argument("--merge", action="store_true",
+                    help="with --write: keep the checkpoint's calibration of the terms these runs did not score")
     ap.add_argument("--from-json", default=None,
                     help="skip the runs: take variants and results from a .json this script wrote (with --choose)")
     a = ap.parse_args(argv)
@@ -103,9 +105,17 @@ def main(argv=None):
         if a.out:
             Path(a.out).with_name(Path(a.out).stem + "_choice.md").write_text("\n".join(lines) + "\n")
         if a.write:
-            set_calibration(a.write, choice, f"best mean validation Dice per class on the {a.split} split of "
-                                             f"{a.datasets} (benchmarks/tune_textseg.py; a setting other than "
-                                             f"'{first}' only when it beats it by {a.margin})")
+            note = (f"best mean validation Dice per class on the {a.split} split of {a.datasets} "
+                    f"(benchmarks/tune_textseg.py; a setting other than '{first}' only when it beats it by {a.margin})")
+            if a.merge:
+                from medground.models.grounding import load_grounding
+
+                kept = dict(load_grounding(a.write).calibration or {})
+                old_note = load_grounding(a.write).card.get("calibration_chosen", "")
+                kept.update(choice)
+                choice = kept
+                note = f"{old_note}; then for {', '.join(sorted(scores))}: {note}"
+            set_calibration(a.write, choice, note)
             print(f"wrote the choices into {a.write}")
     if a.out and rows:
         Path(a.out).write_text("\n".join(table) + "\n")

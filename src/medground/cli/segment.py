@@ -42,31 +42,37 @@ def segment(
     dicom_seg: Optional[bool] = typer.Option(None, "--dicom-seg/--no-dicom-seg", help="Write a DICOM SEG "
                                              "(default: when the input is DICOM)."),
     progress: bool = typer.Option(True, "--progress/--quiet", help="Show progress bars."),
+    slices: str = typer.Option("adaptive", "--slices", help="Text prompts on a volume: 'adaptive' encodes "
+                               "slices coarse to fine where the answer changes and interpolates between slices "
+                               "that agree (faster); 'all' encodes every slice."),
 ) -> None:
     from medground.models.registry import resolve_device
 
     dev = resolve_device(device)
+    if slices not in ("adaptive", "all"):
+        raise MedGroundInputError(f"--slices must be 'adaptive' or 'all', got {slices!r}")
     if boxes is not None:
-        _run_batch(input, boxes, out, overlay, propagate, dev, progress, dicom_seg)
+        _run_batch(input, boxes, out, overlay, propagate, dev, progress, dicom_seg, slices=slices)
         return
     if not (box or point or prompt):
         raise MedGroundInputError("give at least one --box, --point or --prompt (or a --boxes JSONL file)")
     doc = run_one(input, out, box or [], slice_, point or [], prompt or [], overlay, propagate, dev, series,
-                  dicom_seg, progress)
+                  dicom_seg, progress, slices=slices)
     _print_summary(doc, out)
 
 
 def run_one(path: Path, out: Path, box: list[str], z: int | None, point: list[str], prompt: list[str],
             overlay: bool, propagate: bool, device: str, series: str | None, dicom_seg: bool | None,
-            progress: bool) -> dict:
+            progress: bool, slices: str = "adaptive") -> dict:
     from medground.segment.prompts import parse_box, parse_point
 
     prompts = [parse_box(b, z=z) for b in box] + [parse_point(p) for p in point]
-    return _run_prompts(path, out, prompts, prompt, overlay, propagate, device, dicom_seg, series, progress)
+    return _run_prompts(path, out, prompts, prompt, overlay, propagate, device, dicom_seg, series, progress,
+                        slices=slices)
 
 
 def _run_batch(folder: Path, jsonl: Path, out: Path, overlay: bool, propagate: bool, device: str,
-               progress: bool, dicom_seg: bool | None) -> None:
+               progress: bool, dicom_seg: bool | None, slices: str = "adaptive") -> None:
     from rich.progress import track
 
     from medground.segment.prompts import prompt_from_row, read_jsonl
@@ -86,7 +92,8 @@ def _run_batch(folder: Path, jsonl: Path, out: Path, overlay: bool, propagate: b
         sub = out / _stem(img)
         try:
             ps = [p for p in (prompt_from_row(r) for r in rs) if p is not None]
-            doc = _run_prompts(base / img, sub, ps, texts, overlay, propagate, device, dicom_seg, None, False)
+            doc = _run_prompts(base / img, sub, ps, texts, overlay, propagate, device, dicom_seg, None, False,
+                               slices=slices)
             summary.append({"image": img, "out": str(sub.relative_to(out)), "status": "ok",
                             "findings": len(doc["findings"])})
         except MedGroundInputError as exc:
@@ -100,7 +107,7 @@ def _run_batch(folder: Path, jsonl: Path, out: Path, overlay: bool, propagate: b
 
 
 def _run_prompts(path: Path, out: Path, prompts, texts, overlay, propagate, device, dicom_seg, series,
-                 progress) -> dict:
+                 progress, slices: str = "adaptive") -> dict:
     import medground
     from medground.segment.engine import segment as seg_spatial
     from medground.segment.outputs import write_results
@@ -111,9 +118,10 @@ def _run_prompts(path: Path, out: Path, prompts, texts, overlay, propagate, devi
         validate_prompt(p, image)
     text_results, extra = [], {}
     if texts:
-        from medground.segment.text import segment_text
+        from medground.segment.text import TextConfig, segment_text
 
-        text_results, extra = segment_text(image, texts, device=device, progress=progress)
+        text_results, extra = segment_text(image, texts, device=device, progress=progress,
+                                           cfg=TextConfig(slice_sampling=slices))
     results = (seg_spatial(image, prompts=prompts, device=device, propagate_3d=propagate, progress=progress)
                if prompts else [])
     return write_results(image, text_results + results, out, input_path=str(path), overlay=overlay,

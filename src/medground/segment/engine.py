@@ -67,11 +67,19 @@ def largest_component(m: np.ndarray) -> np.ndarray:
     """The largest connected component of a 2D or 3D mask."""
     from scipy import ndimage
 
-    lab, n = ndimage.label(m)
+    if not m.any():
+        return m
+    # label only the bounding box of the mask (a large volume with a small organ)
+    idx = [np.where(m.any(axis=tuple(a for a in range(m.ndim) if a != ax)))[0] for ax in range(m.ndim)]
+    box = tuple(slice(int(i[0]), int(i[-1]) + 1) for i in idx)
+    lab, n = ndimage.label(m[box])
     if n <= 1:
         return m
-    sizes = ndimage.sum(m, lab, index=np.arange(1, n + 1))
-    return lab == (int(np.argmax(sizes)) + 1)
+    sizes = np.bincount(lab.ravel(), minlength=n + 1)
+    sizes[0] = 0
+    out = np.zeros_like(m, dtype=bool)
+    out[box] = lab == int(np.argmax(sizes))
+    return out
 
 
 def _connected_to(m: np.ndarray, prev: np.ndarray, radius: int = 3) -> np.ndarray:

@@ -53,6 +53,23 @@ class TextConfig:
     # it says nothing). A dict term id -> mode overrides per term.
     mask_from: Any = "auto"
     heat_gate: float = 0.2
+    # volumes: which slices the image encoder sees. "all": every slice. "adaptive": slices spaced at most
+    # sparse_first_gap_mm apart (a power-of-two step) first; then the slice between two encoded ones wherever
+    # their outputs disagree (a term present on one and not the other, heat blobs overlapping less than
+    # sparse_iou, or a term absent on both but with a presence of at least sparse_near x its threshold on
+    # one) or wherever a term is present and they are more than sparse_gap_mm apart, down to neighbouring
+    # slices. A slice left out lies between two encoded ones that agree and takes their interpolated heat,
+    # presence and (shape-interpolated) masks. Volumes without a trusted slice
+    # spacing, fewer than sparse_min_slices slices, or a findings-head term (lesions can be small) use "all".
+    slice_sampling: str = "adaptive"
+    sparse_first_gap_mm: float = 20.0
+    sparse_gap_mm: float = 10.0
+    # where a term starts or ends, encode down to gaps of at most this (0: to the slice); a slice left out there
+    # is present when its interpolated presence is, its mask the present side's shrunk in proportion
+    sparse_edge_mm: float = 10.0
+    sparse_iou: float = 0.4
+    sparse_near: float = 0.5  # ... and wherever a term absent at both ends reaches this fraction of its threshold
+    sparse_min_slices: int = 24
 
 
 @dataclass
@@ -203,6 +220,131 @@ def presence_threshold(term: str, bundle, cfg: TextConfig) -> float:
     return float(_calibrated(term, bundle, "presence_threshold", 0.5))
 
 
+# --------------------------------------------------------------------------- adaptive slice sampling
+def _coarse_step(image: MedImage, cfg: TextConfig, findings_used: bool = False, gap_mm: float | None = None) -> int:
+    """The first sampling step (in slices) of a volume: the largest power of two whose gap stays within
+    ``gap_mm`` (default ``cfg.sparse_first_gap_mm``); 1 (every slice) when sampling is off or cannot be trusted."""
+    Z = image.shape[2] if image.ndim == 3 else 1
+    if cfg.slice_sampling == "all" or Z < max(3, cfg.sparse_min_slices) or findings_used:
+        return 1
+    if cfg.slice_sampling != "adaptive":
+        raise ValueError(f"unknown slice_sampling {cfg.slice_sampling!r}; use 'adaptive' or 'all'")
+    if not image.has_geometry or orientation_unknown(image):
+        return 1
+    dz = float(image.spacing[2])
+    if not np.isfinite(dz) or dz <= 0:
+        return 1
+    gap = cfg.sparse_first_gap_mm if gap_mm is None else gap_mm
+    step = 1
+    while step * 2 * dz <= gap and step < 16:
+        step *= 2
+    return step
+
+
+def _disagree(a: int, b: int, heat: dict, pres: dict, thresholds: dict, cfg: TextConfig, max_step: int,
+              edge_step: int = 1) -> bool:
+    """Must the slice between encoded slices a and b be encoded too? (see ``TextConfig.slice_sampling``)"""
+    for h in heat:
+        fa = pres[h][a] >= thresholds[h]
+        fb = pres[h][b] >= thresholds[h]
+        if (b - a > edge_step and np.any(fa != fb)) or (b - a > max_step and np.any(fa | fb)):
+            return True
+        # absent at both ends but not clearly so at one: something short may lie between them
+        near = cfg.sparse_near * thresholds[h]
+        if np.any(~fa & ~fb & ((pres[h][a] >= near) | (pres[h][b] >= near))):
+            return True
+        for j in np.where(fa & fb)[0]:
+            ma, mb = heat[h][a][j] > 0, heat[h][b][j] > 0
+            union = int((ma | mb).sum())
+            if union and int((ma & mb).sum()) < cfg.sparse_iou * union:
+                return True
+    return False
+
+
+def _score_slices(pred: SlicePredictor, Z: int, step: int, heads: dict, used: list, temb: dict,
+                  thresholds: dict, cfg: TextConfig, max_step: int = 1, edge_step: int = 1):
+    """Heat logits (Z, T, G, G) and presence probabilities (Z, T) per head for every slice, and which
+    slices were encoded. With ``step`` > 1, slices are encoded coarse to fine where outputs change;
+    the others get values interpolated linearly between their nearest encoded neighbours."""
+    heat: dict[str, dict[int, torch.Tensor]] = {h: {} for h in used}
+    pres: dict[str, dict[int, np.ndarray]] = {h: {} for h in used}
+
+    def score(zs):
+        zs = [z for z in zs if z not in heat[used[0]]]
+        pred.prepare(zs)
+        with torch.inference_mode():
+            for i in range(0, len(zs), 16):
+                chunk = zs[i: i + 16]
+                emb = torch.cat([pred.embedding(z) for z in chunk])
+                for hname in used:  # one shared embedding per slice, read by each head
+                    hh, p = heads[hname].head(emb, temb[hname])
+                    pp = torch.sigmoid(p).cpu().numpy()
+                    for k, z in enumerate(chunk):
+                        heat[hname][z] = hh[k].cpu()
+                        pres[hname][z] = pp[k]
+
+    score(sorted(set(range(0, Z, step)) | {Z - 1}))
+    while step > 1:
+        step //= 2
+        done = sorted(heat[used[0]])
+        score([(a + b) // 2 for a, b in zip(done, done[1:])
+               if b - a > 1 and _disagree(a, b, heat, pres, thresholds, cfg, max_step, edge_step)])
+    encoded = np.zeros(Z, dtype=bool)
+    encoded[sorted(heat[used[0]])] = True
+    done = np.where(encoded)[0]
+    heat_t, pres_t = {}, {}
+    for h in used:
+        hs = torch.stack([heat[h][int(z)] for z in done])
+        ps = np.stack([pres[h][int(z)] for z in done])
+        if len(done) == Z:
+            heat_t[h], pres_t[h] = hs, ps
+            continue
+        hi = np.clip(np.searchsorted(done, np.arange(Z)), 1, len(done) - 1)
+        lo = hi - 1
+        w = (np.arange(Z) - done[lo]) / np.maximum(done[hi] - done[lo], 1)
+        w = np.clip(w, 0.0, 1.0).astype(np.float32)
+        wt = torch.from_numpy(w)[:, None, None, None]
+        heat_t[h] = hs[lo] * (1 - wt) + hs[hi] * wt
+        pres_t[h] = ps[lo] * (1 - w[:, None]) + ps[hi] * w[:, None]
+    return heat_t, pres_t, encoded
+
+
+def _fill_skipped(vol: np.ndarray, zs: list[int], encoded: np.ndarray) -> None:
+    """Masks of the slices in ``zs`` that were not encoded, by shape interpolation (signed distances) between
+    the nearest encoded slices below and above; where one of those is empty, the other's mask shrinks
+    towards it (eroded in proportion to the distance)."""
+    from scipy import ndimage
+
+    if encoded.all() or not zs:
+        return
+    done = np.where(encoded)[0]
+    for z in zs:
+        if encoded[z]:
+            continue
+        i = int(np.searchsorted(done, z))
+        if i == 0 or i >= len(done):
+            continue
+        a, b = int(done[i - 1]), int(done[i])
+        ma, mb = vol[:, :, a], vol[:, :, b]
+        if not ma.any() and not mb.any():
+            continue
+        w = (z - a) / (b - a)
+        if not ma.any() or not mb.any():
+            # the structure ends between a and b (and z is still flagged present): the shape shrinks to
+            # nothing towards the empty side, i.e. the present side's mask eroded in proportion
+            m, wf = (mb, w) if not ma.any() else (ma, 1 - w)
+            d = ndimage.distance_transform_edt(m)
+            vol[:, :, z] = d > (1 - wf) * float(d.max())
+            continue
+        both = ma | mb
+        xs, ys = np.where(both.any(axis=1))[0], np.where(both.any(axis=0))[0]
+        sl = (slice(max(0, xs[0] - 2), xs[-1] + 3), slice(max(0, ys[0] - 2), ys[-1] + 3))
+        ca, cb = ma[sl], mb[sl]
+        da = ndimage.distance_transform_edt(~ca) - ndimage.distance_transform_edt(ca)
+        db = ndimage.distance_transform_edt(~cb) - ndimage.distance_transform_edt(cb)
+        vol[sl + (z,)] = (1 - w) * da + w * db < 0
+
+
 # --------------------------------------------------------------------------- main entry
 def route_terms(term_ids: list[str], organs, findings=None) -> dict[str, str]:
     """Which head runs each term: "findings" when the organ head was not trained on it and the findings
@@ -242,22 +384,16 @@ def segment_text(image: MedImage, prompts: list[str], device: str = "cpu", progr
     cimg = canon.image
     pred = SlicePredictor(cimg, model=model, device=device, batch_size=cfg.batch_size, progress=progress)
     X, Y, Z = cimg.shape
-    pred.prepare(range(Z))
     tids = list(route)
     col = {h: [t for t in tids if route[t] == h] for h in used}
     temb = {h: torch.stack([term_vecs[h][t] for t in col[h]]).to(pred.device) for h in used}
-    heat_by: dict[str, list] = {h: [] for h in used}
-    pres_by: dict[str, list] = {h: [] for h in used}
-    with torch.inference_mode():
-        for z0 in range(0, Z, 16):
-            emb = torch.cat([pred.embedding(z) for z in range(z0, min(Z, z0 + 16))])
-            for hname in used:  # one shared embedding per slice, read by each head
-                h, p = heads[hname].head(emb, temb[hname])
-                heat_by[hname].append(h.cpu())
-                pres_by[hname].append(torch.sigmoid(p).cpu())
-    heat_t = {h: torch.cat(heat_by[h]) for h in used}  # (Z, T_h, G, G)
-    pres_t = {h: torch.cat(pres_by[h]).numpy() for h in used}  # (Z, T_h)
-    per_term: dict[str, dict] = {}
+    thresholds = {h: np.array([presence_threshold(t, heads[h], cfg) for t in col[h]]) for h in used}
+    step = _coarse_step(canon.image, cfg, findings_used="findings" in used)
+    max_step = _coarse_step(canon.image, cfg, findings_used="findings" in used, gap_mm=cfg.sparse_gap_mm)
+    edge_step = _coarse_step(canon.image, cfg, findings_used="findings" in used, gap_mm=cfg.sparse_edge_mm)
+    heat_t, pres_t, encoded = _score_slices(pred, Z, step, heads, used, temb, thresholds, cfg, max_step, edge_step)
+    # 1. per term: the slices it is present on and its heat boxes there
+    plans: dict[str, dict] = {}
     for tid in tids:
         hname = route[tid]
         j = col[hname].index(tid)
@@ -272,19 +408,36 @@ def segment_text(image: MedImage, prompts: list[str], device: str = "cpu", progr
             if runs:
                 best = max(runs, key=lambda r: pz[r[0]: r[1] + 1].sum())
                 zs = list(range(best[0], best[1] + 1))
+        relative = cfg.findings_relative_heat if hname == "findings" else cfg.organ_relative_heat
+        boxes = {z: heat_boxes(heat_all[z], pred, cfg, relative) for z in zs if encoded[z]}  # others: filled below
+        plans[tid] = {"hname": hname, "pz": pz, "zs": zs, "boxes": {z: b for z, b in boxes.items() if b[0]},
+                      "mode": mask_mode(tid, heads[hname], cfg)}
+    # 2. the decoder: every box of every term on a slice in one batch
+    decoded: dict[tuple[str, int], list] = {}
+    by_slice: dict[int, list[tuple[str, int]]] = {}
+    for tid, pl in plans.items():
+        if pl["mode"] != "heat":
+            for z, (bx, _, _) in pl["boxes"].items():
+                by_slice.setdefault(z, []).extend((tid, i) for i in range(len(bx)))
+    for z, req in sorted(by_slice.items()):
+        rs = []
+        for i in range(0, len(req), 16):
+            chunk = req[i: i + 16]
+            rs += pred.predict_many(z, boxes=[plans[t]["boxes"][z][0][k] for t, k in chunk])
+        for (t, _), r in zip(req, rs):
+            decoded.setdefault((t, z), []).append(r)
+    # 3. per term: the masks, filled between encoded slices, cleaned in 3D
+    per_term: dict[str, dict] = {}
+    for tid, pl in plans.items():
+        mode, zs, pz = pl["mode"], pl["zs"], pl["pz"]
         vol = np.zeros((X, Y, Z), dtype=bool)
         ious = []
-        mode = mask_mode(tid, heads[hname], cfg)
-        relative = cfg.findings_relative_heat if hname == "findings" else cfg.organ_relative_heat
-        for z in zs:
-            boxes, pm, blobs = heat_boxes(heat_all[z], pred, cfg, relative)
-            if not boxes:
-                continue
+        for z, (_, pm, blobs) in sorted(pl["boxes"].items()):
             if mode == "heat":  # the blobs themselves (above the slice's heat threshold, big enough)
                 vol[:, :, z] |= blobs
                 ious.append(float(pm[blobs].mean()))
                 continue
-            rs = pred.predict_many(z, boxes=boxes)
+            rs = decoded[(tid, z)]
             if mode == "blend":
                 dec = np.max([r.prob for r in rs], axis=0)
                 m = (dec + pm) / 2 > 0.5
@@ -298,12 +451,13 @@ def segment_text(image: MedImage, prompts: list[str], device: str = "cpu", progr
                     continue
                 vol[:, :, z] |= m
                 ious.append(r.iou)
+        _fill_skipped(vol, zs, encoded)
         if Z > 1 and cfg.keep_largest_3d and vol.any():
             vol = largest_component(vol)
         present = bool(vol.any())
         per_term[tid] = {"mask": vol, "presence": float(pz.max()) if Z > 1 else float(pz[0]),
                          "slices": [z for z in zs if vol[:, :, z].any()], "iou": float(np.mean(ious)) if ious else 0.0,
-                         "present": present, "head": hname}
+                         "present": present, "head": pl["hname"]}
     results = []
     for prompt, res in zip(prompts, resolved):
         parts = [per_term[t.id] for t in res.terms]
@@ -326,5 +480,7 @@ def segment_text(image: MedImage, prompts: list[str], device: str = "cpu", progr
         }
         results.append(r)
     extra = {"orientation": canon.info,
+             "slice_sampling": {"mode": "all" if step == 1 else "adaptive", "slices": int(Z),
+                                "slices_encoded": int(encoded.sum()), "first_step": int(step)},
              "grounding_model": " + ".join(heads[h].name for h in used) if used != ["organs"] else g.name}
     return results, extra
