@@ -93,6 +93,7 @@ def test_segment_dicom_writes_seg(tmp_path):
     (["--box", "5,5,5,9"], "zero size"),
     (["--point", "999,3"], "outside"),
     ([], "at least one"),
+    (["--prompt", "liver", "--slices", "some"], "--slices must be"),
 ])
 def test_segment_bad_prompts_exit_2(tmp_path, capsys, args, msg):
     _disk_png(tmp_path / "disk.png")
