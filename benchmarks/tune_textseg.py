@@ -41,6 +41,9 @@ def main(argv=None):
                          "calibration")
     ap.add_argument("--margin", type=float, default=0.01)
     ap.add_argument("--write", default=None, help="with --choose: record the choices in this checkpoint")
+    ap.add_argument("--keep", action="store_true",
+                    help="with --choose: start each term's setting from the checkpoint's calibration (a variant "
+                         "then changes only the keys it names) instead of decoder / 0.5")
     ap.add_argument("--merge", action="store_true",
                     help="with --write: keep the checkpoint's calibration of the terms these runs did not score")
     ap.add_argument("--from-json", default=None,
@@ -96,9 +99,13 @@ def main(argv=None):
             best = max(mean, key=mean.get)
             if mean[best] < mean[first] + a.margin:
                 best = first
-            setting = {"mask_from": "decoder", "presence_threshold": 0.5}
-            setting.update({k: v for k, v in variants[best].items() if k in CALIBRATED})
             for t in onto.resolve(cls).ids:
+                setting = {"mask_from": "decoder", "presence_threshold": 0.5}
+                if a.keep:
+                    from medground.models.grounding import load_grounding
+
+                    setting.update((load_grounding(a.write or a.weights).calibration or {}).get(t, {}))
+                setting.update({k: v for k, v in variants[best].items() if k in CALIBRATED})
                 choice[t] = setting
             lines.append(f"| {cls} | {best} | " + " | ".join(f"{mean.get(n, float('nan')):.3f}" for n in variants) + " |")
         print("\n".join(lines))

@@ -208,3 +208,43 @@ def test_each_mask_source_draws_the_block(heads, mode):
     assert res[0].info["present"]
     d = 2 * (m & ref).sum() / (m.sum() + ref.sum())
     assert d > 0.7, (mode, d)
+
+
+def test_guided_refinement_moves_a_coarse_edge_towards_the_image_edge():
+    from scipy.ndimage import shift, uniform_filter
+
+    from medground.segment.text import guided_filter
+
+    img = np.zeros((48, 48), np.float32)
+    img[:, 20:] = 1  # the organ's true edge is at column 20
+    coarse = np.clip(shift(uniform_filter(img, 9), (0, 3), order=1, mode="nearest"), 0, 1)  # blurred, 3 px off
+    out = guided_filter(img, coarse, 4, 0.001)
+    edge = lambda a: int(np.argmax(a[10] > 0.5))  # noqa: E731
+    assert edge(coarse) == 23 and edge(out) < edge(coarse)
+    assert out[10, 20] - out[10, 19] > 3 * (coarse[10, 20] - coarse[10, 19])  # the step is at the image's edge
+    flat = guided_filter(np.full((48, 48), 0.5, np.float32), coarse, 4, 0.001)  # no edges: plain smoothing
+    assert abs(flat.mean() - coarse.mean()) < 0.02
+
+
+def test_heat_refine_resolution(heads):
+    from medground.segment.text import TextConfig, heat_refine
+
+    organs, _ = heads
+    organs.calibration = {"kidney_left": {"mask_from": "heat", "heat_refine": "guided"}}
+    assert heat_refine("kidney_left", organs, TextConfig()) == "guided"  # calibrated
+    assert heat_refine("liver", organs, TextConfig()) is None  # nothing calibrated
+    assert heat_refine("kidney_left", organs, TextConfig(heat_refine=None)) is None  # the config wins
+    assert heat_refine("liver", organs, TextConfig(heat_refine={"liver": "guided"})) == "guided"
+    with pytest.raises(ValueError):
+        heat_refine("liver", organs, TextConfig(heat_refine="sharpen"))
+
+
+def test_guided_heat_still_draws_the_block(heads):
+    organs, findings = heads
+    img, ref = synthetic_volume()
+    from medground.segment.text import TextConfig
+
+    res, _ = segment_text(img, ["lesion"], model=StubSAM(), grounding=organs, findings=findings,
+                          cfg=TextConfig(heat_refine="guided", mask_from="heat"))
+    d = 2 * (res[0].mask & ref).sum() / (res[0].mask.sum() + ref.sum())
+    assert d > 0.8

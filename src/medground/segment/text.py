@@ -53,6 +53,13 @@ class TextConfig:
     # it says nothing). A dict term id -> mode overrides per term.
     mask_from: Any = "auto"
     heat_gate: float = 0.2
+    # the heat map is coarse (a 64 x 64 grid): "guided" sharpens it along the slice's own edges (a guided
+    # filter with the slice as guide, radius heat_refine_cells grid cells, regularisation heat_refine_eps)
+    # before it is thresholded and boxed; None: bilinear only; "auto": per term, what the head's calibration
+    # says (None when it says nothing)
+    heat_refine: str | None = "auto"
+    heat_refine_cells: float = 1.0
+    heat_refine_eps: float = 0.001
     # volumes: which slices the image encoder sees. "all": every slice. "adaptive": slices spaced at most
     # sparse_first_gap_mm apart (a power-of-two step) first; then the slice between two encoded ones wherever
     # their outputs disagree (a term present on one and not the other, heat blobs overlapping less than
@@ -163,8 +170,23 @@ def _runs(flags: np.ndarray, max_gap: int) -> list[tuple[int, int]]:
     return runs
 
 
+def guided_filter(guide: np.ndarray, src: np.ndarray, radius: int, eps: float) -> np.ndarray:
+    """Edge-preserving smoothing of ``src`` steered by ``guide`` (He, Sun & Tang 2013), both 2D in [0, 1]."""
+    from scipy.ndimage import uniform_filter
+
+    size = 2 * max(1, int(radius)) + 1
+    mean = lambda a: uniform_filter(a, size=size, mode="reflect")  # noqa: E731
+    mi, ms = mean(guide), mean(src)
+    cov = mean(guide * src) - mi * ms
+    var = mean(guide * guide) - mi * mi
+    a = cov / (var + eps)
+    b = ms - a * mi
+    return np.clip(mean(a) * guide + mean(b), 0.0, 1.0)
+
+
 def heat_boxes(heat: torch.Tensor, pred: SlicePredictor, cfg: TextConfig,
-               relative: float | None = None) -> tuple[list, np.ndarray, np.ndarray]:
+               relative: float | None = None, z: int | None = None,
+               refine: str | None = None) -> tuple[list, np.ndarray, np.ndarray]:
     """Heat logits (G, G) -> boxes (x0, y0, x1, y1) in slice pixels, one per blob, the heat
     probability map on the slice grid (X, Y), and the mask of the blobs kept (X, Y)."""
     from scipy import ndimage
@@ -175,6 +197,11 @@ def heat_boxes(heat: torch.Tensor, pred: SlicePredictor, cfg: TextConfig,
     h, w = pred.new_hw
     on_slice = F.interpolate(up[..., :h, :w], size=pred.hw, mode="bilinear", align_corners=False)[0, 0]
     pm = on_slice.T.numpy()  # (X, Y)
+    if refine == "guided" and z is not None and float(pm.max()) > 0.05:
+        u = pred._unit[:, :, z]
+        guide = (u.mean(axis=-1) if u.ndim == 3 else u).astype(np.float32)
+        cell = max(pred.hw) / g
+        pm = guided_filter(guide, pm.astype(np.float32), round(cfg.heat_refine_cells * cell), cfg.heat_refine_eps)
     thr = cfg.heat_threshold
     if relative is not None and pm.size and float(pm.max()) >= cfg.findings_min_peak:
         thr = min(thr, relative * float(pm.max()))
@@ -212,6 +239,18 @@ def mask_mode(term: str, bundle, cfg: TextConfig) -> str:
     if m not in MASK_MODES:
         raise ValueError(f"unknown mask mode {m!r}; use one of {MASK_MODES} or 'auto'")
     return m
+
+
+def heat_refine(term: str, bundle, cfg: TextConfig) -> str | None:
+    """How the heat map of ``term`` is brought to the slice's resolution (see ``TextConfig.heat_refine``)."""
+    r = cfg.heat_refine
+    if isinstance(r, dict):
+        r = r.get(term, "auto")
+    if r == "auto":
+        r = _calibrated(term, bundle, "heat_refine", None)
+    if r not in (None, "guided"):
+        raise ValueError(f"unknown heat_refine {r!r}; use 'guided', None or 'auto'")
+    return r
 
 
 def presence_threshold(term: str, bundle, cfg: TextConfig) -> float:
@@ -409,7 +448,9 @@ def segment_text(image: MedImage, prompts: list[str], device: str = "cpu", progr
                 best = max(runs, key=lambda r: pz[r[0]: r[1] + 1].sum())
                 zs = list(range(best[0], best[1] + 1))
         relative = cfg.findings_relative_heat if hname == "findings" else cfg.organ_relative_heat
-        boxes = {z: heat_boxes(heat_all[z], pred, cfg, relative) for z in zs if encoded[z]}  # others: filled below
+        refine = heat_refine(tid, heads[hname], cfg)
+        boxes = {z: heat_boxes(heat_all[z], pred, cfg, relative, z, refine)
+                 for z in zs if encoded[z]}  # the others are filled below
         plans[tid] = {"hname": hname, "pz": pz, "zs": zs, "boxes": {z: b for z, b in boxes.items() if b[0]},
                       "mode": mask_mode(tid, heads[hname], cfg)}
     # 2. the decoder: every box of every term on a slice in one batch
