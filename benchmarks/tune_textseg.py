@@ -91,6 +91,12 @@ def main(argv=None):
             for name, r in per_var.items():
                 for cls, d in r["per_class"].items():
                     scores.setdefault(cls, {}).setdefault(name, []).append(d)
+        current = {}  # the checkpoint's calibration, for --keep and --merge
+        if a.keep or a.merge:
+            from medground.models.grounding import load_grounding
+
+            ckpt = load_grounding(a.write or a.weights)
+            current = dict(ckpt.calibration or {})
         lines = ["| class | chosen | " + " | ".join(variants) + " |", "|---|---|" + "---:|" * len(variants)]
         # a class naming one term ("left lung") decides that term over a class naming several ("lung" = both
         # lungs), whatever the order of the names
@@ -102,9 +108,7 @@ def main(argv=None):
             for t in onto.resolve(cls).ids:
                 setting = {"mask_from": "decoder", "presence_threshold": 0.5}
                 if a.keep:
-                    from medground.models.grounding import load_grounding
-
-                    setting.update((load_grounding(a.write or a.weights).calibration or {}).get(t, {}))
+                    setting.update(current.get(t, {}))
                 setting.update({k: v for k, v in variants[best].items() if k in CALIBRATED})
                 choice[t] = setting
             lines.append(f"| {cls} | {best} | " + " | ".join(f"{mean.get(n, float('nan')):.3f}" for n in variants) + " |")
@@ -115,13 +119,8 @@ def main(argv=None):
             note = (f"best mean validation Dice per class on the {a.split} split of {a.datasets} "
                     f"(benchmarks/tune_textseg.py; a setting other than '{first}' only when it beats it by {a.margin})")
             if a.merge:
-                from medground.models.grounding import load_grounding
-
-                kept = dict(load_grounding(a.write).calibration or {})
-                old_note = load_grounding(a.write).card.get("calibration_chosen", "")
-                kept.update(choice)
-                choice = kept
-                note = f"{old_note}; then for {', '.join(sorted(scores))}: {note}"
+                choice = {**current, **choice}
+                note = f"{ckpt.card.get('calibration_chosen', '')}; then for {', '.join(sorted(scores))}: {note}"
             set_calibration(a.write, choice, note)
             print(f"wrote the choices into {a.write}")
     if a.out and rows:

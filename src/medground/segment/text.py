@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from medground.io.image import MedImage
 from medground.models.orientation import INVERSE, NAMES, dihedral
-from medground.segment.engine import SegmentationResult, largest_component
+from medground.segment.engine import SegmentationResult, _unit_gray, largest_component
 from medground.segment.predictor import MODEL_SIZE, SlicePredictor
 
 
@@ -198,8 +198,7 @@ def heat_boxes(heat: torch.Tensor, pred: SlicePredictor, cfg: TextConfig,
     on_slice = F.interpolate(up[..., :h, :w], size=pred.hw, mode="bilinear", align_corners=False)[0, 0]
     pm = on_slice.T.numpy()  # (X, Y)
     if refine == "guided" and z is not None and float(pm.max()) > 0.05:
-        u = pred._unit[:, :, z]
-        guide = (u.mean(axis=-1) if u.ndim == 3 else u).astype(np.float32)
+        guide = _unit_gray(pred, z).astype(np.float32)
         cell = max(pred.hw) / g
         pm = guided_filter(guide, pm.astype(np.float32), round(cfg.heat_refine_cells * cell), cfg.heat_refine_eps)
     thr = cfg.heat_threshold
