@@ -45,3 +45,15 @@ def test_terms_bad_input_exits_2(capsys, args):
     assert cli.main(args) == 2
     err = capsys.readouterr().err
     assert err.startswith("medground: error:") and err.count("\n") == 1
+
+
+def test_terms_say_what_segments_them(capsys):
+    from medground.cli.main import main
+    from medground.segment.vocab import method_of
+
+    assert method_of("kidney_left") == "head" and method_of("putamen_left") == "atlas"
+    assert method_of("vertebra_l3") == "zero-shot"
+    assert main(["terms", "--search", "putamen", "--json", "-n", "3"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    by = {t["id"]: t["segmented_by"] for t in doc["terms"]}
+    assert by["putamen"] == "atlas" and by["putamen_left"] == "atlas"  # the union term as its parts

@@ -115,6 +115,15 @@ def test_btcv_and_chaos_record_their_source_transform(converted):
             assert all(case["meta"]["orientation_checks"].values())
 
 
+def test_every_and_start_pick_complementary_slices(converted):
+    root = converted / "btcv-ct"
+    case = list_cases(root)[0]["id"]
+    z = lambda **kw: [m["slice"] for _, _, m in iter_slices(root, None, include_empty=True, with_meta=True, **kw)  # noqa: E731
+                      if m["case"] == case]
+    every, even, odd = z(), z(every=2), z(every=2, start=1)
+    assert even and odd and sorted(even + odd) == every and not set(even) & set(odd)
+
+
 def test_jsrt_right_lung_on_image_left_and_overlaps(converted):
     root = converted / "jsrt-cxr"
     ds = read_dataset(root)

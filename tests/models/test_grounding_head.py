@@ -112,3 +112,53 @@ def test_calibration_is_stored_in_the_checkpoint_and_read_by_the_bundle(tmp_path
     assert b.calibration == {"heart": {"mask_from": "heat", "presence_threshold": 0.35}}
     card = json.loads(path.with_suffix(".card.json").read_text())
     assert card["calibration_chosen"] == "on val" and card["calibration"]["heart"]["mask_from"] == "heat"
+
+
+def test_caches_concatenate_with_term_ids_remapped(tmp_path):
+    """Two caches with different vocabularies -> one cache: rows appended, term ids re-indexed to the union,
+    each structure mask still attached to its own row and term."""
+    from medground.train.cache import EmbeddingCache, Sample, build_cache
+
+    def make(name, terms, n, val):
+        samples = []
+        for i in range(n):
+            m = np.zeros((64, 64), bool)
+            m[i: i + 8, 10: 20] = True
+            samples.append(Sample(np.zeros((64, 64), np.float32), {terms[i % len(terms)]: m}, tuple(terms), name,
+                                  f"c{i}", i, "OT"))
+        enc = lambda x: torch.full((x.shape[0], 256, 64, 64), float(val))  # noqa: E731
+        return EmbeddingCache(build_cache(samples, tmp_path / name, enc, grid=8, capacity=n, progress=False))
+
+    a = make("a", ["liver", "spleen"], 4, 1.0)
+    b = make("b", ["aorta", "liver"], 3, 2.0)
+    c = EmbeddingCache.concat([a, b])
+    assert c.terms == ["aorta", "liver", "spleen"] and len(c) == 7
+    assert float(c.emb[0].mean()) == 1.0 and float(c.emb[6].mean()) == 2.0
+    named = {(int(r), c.terms[int(t)]) for r, t in c.tindex}
+    assert named == {(0, "liver"), (1, "spleen"), (2, "liver"), (3, "spleen"), (4, "aorta"), (5, "liver"),
+                     (6, "aorta")}
+    for r, t in c.tindex:  # masks follow their rows: row i of each part has its square starting at row i
+        k = c.by_row[int(r)][0][1]
+        src_i = int(r) if int(r) < 4 else int(r) - 4
+        assert c.tmasks[k].any() and c.tmasks[k].nonzero()[0].min() == src_i // 8
+    with pytest.raises(ValueError):
+        bad = make("g", ["liver"], 1, 0.0)
+        bad.grid = 16
+        EmbeddingCache.concat([a, bad])
+
+
+def test_config_with_several_caches(tmp_path):
+    from medground.io.image import MedGroundInputError
+    from medground.train.pipeline import cache_parts, load_config
+
+    p = tmp_path / "c.yaml"
+    p.write_text("data_root: d\nout: o.pt\ncaches:\n  - {cache_dir: c1, datasets: [x]}\n"
+                 "  - {cache_dir: c2, datasets: [{name: x, start: 1}]}\n")
+    parts = cache_parts(load_config(p))
+    assert [q["cache_dir"] for q in parts] == ["c1", "c2"] and parts[1]["datasets"][0]["start"] == 1
+    p.write_text("data_root: d\nout: o.pt\ncaches:\n  - {cache_dir: c1}\n")
+    with pytest.raises(MedGroundInputError):
+        load_config(p)
+    p.write_text("data_root: d\nout: o.pt\n")
+    with pytest.raises(MedGroundInputError):
+        load_config(p)

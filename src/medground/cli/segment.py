@@ -122,6 +122,10 @@ def _run_prompts(path: Path, out: Path, prompts, texts, overlay, propagate, devi
 
         text_results, extra = segment_text(image, texts, device=device, progress=progress,
                                            cfg=TextConfig(slice_sampling=slices))
+        untrained = sorted({t["name"] for r in text_results for t in r.info.get("terms", []) if t.get("trained") is False})
+        if untrained:
+            typer.echo(f"medground: warning: no model was trained on {', '.join(untrained)}: the grounding head's "
+                       "answer for it is a zero-shot guess (see `medground terms`)", err=True)
     results = (seg_spatial(image, prompts=prompts, device=device, propagate_3d=propagate, progress=progress)
                if prompts else [])
     return write_results(image, text_results + results, out, input_path=str(path), overlay=overlay,

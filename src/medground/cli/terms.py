@@ -22,7 +22,9 @@ def terms(
     limit: int = typer.Option(0, "--limit", "-n", help="Show at most this many terms (default: 20 with --search, all otherwise)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
-    """List or search the terms that prompts can name (anatomy and findings)."""
+    """List or search the terms that prompts can name (anatomy and findings), and what segments each:
+    head (the trained grounding head), findings (the findings head), atlas (brain atlas registration) or
+    zero-shot (an untrained term: the grounding head's answer is a guess, flagged in findings.json)."""
     from medground.ontology import MODALITIES, Ontology, canonical_modality
 
     ont = Ontology.default()
@@ -52,10 +54,24 @@ def terms(
         if limit:
             rows = rows[:limit]
 
+    from medground.segment.vocab import method_of as _method
+
+    def method_of(tid: str) -> str:
+        """A union term (e.g. 'kidneys', 'putamen') is segmented as its parts are."""
+        m = _method(tid)
+        if m != "zero-shot":
+            return m
+        try:
+            parts = ont.resolve(ont.get(tid).name).ids
+        except (MedGroundInputError, KeyError):
+            return m
+        return "/".join(sorted({_method(i) for i in parts})) if parts and parts != [tid] else m
+
     if as_json:
         out = []
         for t in rows:
             d = t.to_dict()
+            d["segmented_by"] = method_of(t.id)
             if t.id in scores:
                 d["score"] = scores[t.id]
             out.append(d)
@@ -78,6 +94,7 @@ def terms(
     table.add_column("synonyms")
     table.add_column("modalities")
     table.add_column("codes")
+    table.add_column("segmented by")
     if search is not None:
         table.add_column("score", justify="right")
     for t in rows:
@@ -85,7 +102,7 @@ def terms(
         syn_txt = ", ".join(syn[:4]) + (" ..." if len(syn) > 4 else "")
         if t.abbreviations:
             syn_txt = (", ".join(t.abbreviations) + "; " + syn_txt).strip("; ")
-        cells = [t.id, t.name, syn_txt, ",".join(t.modalities), _codes(t)]
+        cells = [t.id, t.name, syn_txt, ",".join(t.modalities), _codes(t), method_of(t.id)]
         if search is not None:
             cells.append(f"{scores.get(t.id, 0.0):.2f}")
         table.add_row(*cells)

@@ -58,7 +58,7 @@ def iter_cases(dataset_root: str | Path, split: str | None = "train", *, shuffle
 def iter_slices(dataset_root: str | Path, split: str | None = "train", *, terms: Iterable[str] | None = None,
                 include_empty: bool = False, min_pixels: int = 1, every: int = 1, color: bool = False,
                 window=None, shuffle: bool = False, seed: int = 0,
-                with_meta: bool = False) -> Iterator[tuple]:
+                with_meta: bool = False, start: int = 0) -> Iterator[tuple]:
     """Yield ``(image, {term_id: mask})`` for every 2D slice of a converted dataset.
 
     * ``image``: float32 ``[rows, cols]`` in [0, 1] (``[rows, cols, 3]`` with ``color=True`` for
@@ -68,7 +68,8 @@ def iter_slices(dataset_root: str | Path, split: str | None = "train", *, terms:
       from the label map, or from the case's full binary masks where structures overlap.
     * ``split``: ``train``/``val``/``test`` (``splits.json``, by patient) or ``None``/``all``.
     * ``terms``: keep only these term ids; ``include_empty``: also yield slices without any of them.
-    * ``every``: take every n-th slice of 3D volumes; ``shuffle``: shuffle the case order.
+    * ``every``: take every n-th slice of 3D volumes, from slice ``start`` (``every=2, start=1``: the odd
+      slices); ``shuffle``: shuffle the case order.
     * ``window``: intensity scaling (see :func:`normalize_volume`), e.g. ``"lung"`` for CT lungs.
     * ``with_meta``: yield ``(image, masks, {"case", "patient", "slice", "dataset"})`` triples.
     """
@@ -81,7 +82,7 @@ def iter_slices(dataset_root: str | Path, split: str | None = "train", *, terms:
     for case, img, lab, full in iter_cases(root, split, shuffle=shuffle, seed=seed):
         vol = img if (color and img.ndim == 4) else _gray(img)
         vol = normalize_volume(vol, modality, window)
-        for z in range(0, lab.shape[0], step):
+        for z in range(max(int(start), 0), lab.shape[0], step):
             lz = lab[z]
             masks: dict[str, np.ndarray] = {}
             for value in np.unique(lz):

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 
 from medground.io.image import MedImage
 from medground.models.orientation import INVERSE, NAMES, dihedral
+from medground.segment.atlas import is_atlas_term, segment_atlas
 from medground.segment.engine import SegmentationResult, _unit_gray, largest_component
 from medground.segment.predictor import MODEL_SIZE, SlicePredictor
 
@@ -393,9 +394,39 @@ def route_terms(term_ids: list[str], organs, findings=None) -> dict[str, str]:
     return {t: ("findings" if t not in known and t in fknown else "organs") for t in dict.fromkeys(term_ids)}
 
 
+def _assemble(image: MedImage, prompts: list[str], resolved: list, per_term: dict, heads: dict, canon,
+              route: dict) -> list[SegmentationResult]:
+    """One result per prompt: the union of its terms' masks in the input's grid."""
+    shape = image.data.shape[:3]
+    results = []
+    for prompt, res in zip(prompts, resolved):
+        parts = [per_term[t.id] for t in res.terms]
+        vol = np.zeros(shape, dtype=bool)
+        for p in parts:
+            vol |= p["mask"] if p.get("input_grid") else canon.back(p["mask"]).astype(bool)
+        present = bool(vol.any())
+        presence = max(p["presence"] for p in parts)
+        conf = presence * (np.mean([p["iou"] for p in parts if p["present"]]) if present else 1.0)
+        if not present:
+            conf = 1.0 - presence  # confidence that it is absent
+        r = SegmentationResult(vol, {"type": "text", "text": prompt}, float(conf), prompt)
+        terms = []
+        for t in res.terms:
+            pt = per_term[t.id]
+            src = pt["atlas"] + " atlas (registration)" if pt["head"] == "atlas" else heads[pt["head"]].name
+            entry = {"id": t.id, "name": t.name, "present": pt["present"],
+                     "presence_probability": round(pt["presence"], 4), "grounding_head": src}
+            if pt["head"] == "organs" and t.id not in set(getattr(heads["organs"], "term_ids", [t.id])):
+                entry["trained"] = False  # the head never saw this term: its answer is zero-shot
+            terms.append(entry)
+        r.info = {"terms": terms, "present": present, "presence_probability": round(float(presence), 4)}
+        results.append(r)
+    return results
+
+
 def segment_text(image: MedImage, prompts: list[str], device: str = "cpu", progress: bool = False,
-                 model=None, grounding=None, cfg: TextConfig | None = None, findings: Any = "auto"
-                 ) -> tuple[list[SegmentationResult], dict[str, Any]]:
+                 model=None, grounding=None, cfg: TextConfig | None = None, findings: Any = "auto",
+                 atlas_cfg=None) -> tuple[list[SegmentationResult], dict[str, Any]]:
     """Segment every text prompt; returns results in the input's grid and extra findings fields.
 
     ``grounding``: the organ head (default: the packaged one). ``findings``: the findings head
@@ -415,14 +446,30 @@ def segment_text(image: MedImage, prompts: list[str], device: str = "cpu", progr
     fb = findings or None
     all_ids = [t.id for r in resolved for t in r.terms]
     route = route_terms(all_ids, g, fb)
+    atlas_ids = [t for t in route if route[t] == "organs" and t not in set(getattr(g, "term_ids", []))
+                 and is_atlas_term(t)]
+    for t in atlas_ids:
+        route[t] = "atlas"
+    per_term: dict[str, dict] = {}
+    extra: dict[str, Any] = {}
+    if atlas_ids:  # registration to the brain atlases; masks already in the input's grid
+        ar = segment_atlas(image, atlas_ids, atlas_cfg)
+        for t in atlas_ids:
+            per_term[t] = {"mask": ar.masks[t], "presence": ar.inside[t] if ar.info.get("ok") else 0.0,
+                           "iou": 1.0, "present": bool(ar.masks[t].any()), "head": "atlas", "input_grid": True,
+                           "atlas": ar.atlas[t]}
+        extra["atlas_registration"] = ar.info
     heads = {"organs": g, "findings": fb}
     used = [h for h in ("organs", "findings") if h in route.values()]
+    if not used:  # atlas terms only: no slice encoding needed
+        extra["grounding_model"] = "brain atlas registration"
+        return _assemble(image, prompts, resolved, per_term, heads, None, route), extra
     term_vecs = {h: heads[h].term_vectors([t for t in route if route[t] == h], onto) for h in used}
     canon = canonicalize(image, g.orientation, cfg)
     cimg = canon.image
     pred = SlicePredictor(cimg, model=model, device=device, batch_size=cfg.batch_size, progress=progress)
     X, Y, Z = cimg.shape
-    tids = list(route)
+    tids = [t for t in route if route[t] != "atlas"]
     col = {h: [t for t in tids if route[t] == h] for h in used}
     temb = {h: torch.stack([term_vecs[h][t] for t in col[h]]).to(pred.device) for h in used}
     thresholds = {h: np.array([presence_threshold(t, heads[h], cfg) for t in col[h]]) for h in used}
@@ -467,7 +514,6 @@ def segment_text(image: MedImage, prompts: list[str], device: str = "cpu", progr
         for (t, _), r in zip(req, rs):
             decoded.setdefault((t, z), []).append(r)
     # 3. per term: the masks, filled between encoded slices, cleaned in 3D
-    per_term: dict[str, dict] = {}
     for tid, pl in plans.items():
         mode, zs, pz = pl["mode"], pl["zs"], pl["pz"]
         vol = np.zeros((X, Y, Z), dtype=bool)
@@ -498,29 +544,10 @@ def segment_text(image: MedImage, prompts: list[str], device: str = "cpu", progr
         per_term[tid] = {"mask": vol, "presence": float(pz.max()) if Z > 1 else float(pz[0]),
                          "slices": [z for z in zs if vol[:, :, z].any()], "iou": float(np.mean(ious)) if ious else 0.0,
                          "present": present, "head": pl["hname"]}
-    results = []
-    for prompt, res in zip(prompts, resolved):
-        parts = [per_term[t.id] for t in res.terms]
-        vol = np.zeros((X, Y, Z), dtype=bool)
-        for p in parts:
-            vol |= p["mask"]
-        present = bool(vol.any())
-        presence = max(p["presence"] for p in parts)
-        conf = presence * (np.mean([p["iou"] for p in parts if p["present"]]) if present else 1.0)
-        if not present:
-            conf = 1.0 - presence  # confidence that it is absent
-        out_mask = canon.back(vol)
-        r = SegmentationResult(out_mask.astype(bool), {"type": "text", "text": prompt}, float(conf), prompt)
-        r.info = {
-            "terms": [{"id": t.id, "name": t.name, "present": per_term[t.id]["present"],
-                       "presence_probability": round(per_term[t.id]["presence"], 4),
-                       "grounding_head": heads[per_term[t.id]["head"]].name} for t in res.terms],
-            "present": present,
-            "presence_probability": round(float(presence), 4),
-        }
-        results.append(r)
-    extra = {"orientation": canon.info,
+    results = _assemble(image, prompts, resolved, per_term, heads, canon, route)
+    extra = {**extra, "orientation": canon.info,
              "slice_sampling": {"mode": "all" if step == 1 else "adaptive", "slices": int(Z),
                                 "slices_encoded": int(encoded.sum()), "first_step": int(step)},
-             "grounding_model": " + ".join(heads[h].name for h in used) if used != ["organs"] else g.name}
+             "grounding_model": (" + ".join(heads[h].name for h in used) if used != ["organs"] else g.name)
+             + (" + brain atlas registration" if atlas_ids else "")}
     return results, extra

@@ -140,6 +140,37 @@ class EmbeddingCache:
         for k, (r, t) in enumerate(self.tindex):
             self.by_row.setdefault(int(r), []).append((int(t), k))
 
+    @classmethod
+    def concat(cls, caches: list["EmbeddingCache"]) -> "EmbeddingCache":
+        """One cache holding the rows of several (same grid); term ids are re-indexed to the union."""
+        if len(caches) == 1:
+            return caches[0]
+        grids = {c.grid for c in caches}
+        if len(grids) != 1:
+            raise ValueError(f"caches with different grids: {sorted(grids)}")
+        out = cls.__new__(cls)
+        out.grid = caches[0].grid
+        out.terms = sorted({t for c in caches for t in c.terms})
+        tid = {t: i for i, t in enumerate(out.terms)}
+        out.rows, idx, offset = [], [], 0
+        for c in caches:
+            out.rows.extend(c.rows)
+            remap = np.array([tid[t] for t in c.terms], dtype=np.int64)
+            ti = c.tindex.copy()
+            if len(ti):
+                ti[:, 0] += offset
+                ti[:, 1] = remap[ti[:, 1]]
+            idx.append(ti.reshape(-1, 2))
+            offset += len(c.rows)
+        out.emb = np.concatenate([c.emb for c in caches])
+        out.thumbs = np.concatenate([c.thumbs for c in caches])
+        out.tmasks = np.concatenate([c.tmasks for c in caches])
+        out.tindex = np.concatenate(idx)
+        out.by_row = {}
+        for k, (r, t) in enumerate(out.tindex):
+            out.by_row.setdefault(int(r), []).append((int(t), k))
+        return out
+
     def __len__(self) -> int:
         return len(self.rows)
 

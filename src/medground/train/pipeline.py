@@ -29,17 +29,31 @@ def load_config(path: str | Path) -> dict[str, Any]:
     if not p.exists():
         raise MedGroundInputError(f"config not found: {p}")
     cfg = yaml.safe_load(p.read_text()) or {}
-    for key in ("data_root", "datasets", "out"):
+    for key in ("data_root", "out"):
         if key not in cfg:
             raise MedGroundInputError(f"{p.name}: missing key '{key}'")
+    if "datasets" not in cfg and "caches" not in cfg:
+        raise MedGroundInputError(f"{p.name}: missing key 'datasets' (or 'caches')")
+    for part in cfg.get("caches", []):
+        if not isinstance(part, dict) or "cache_dir" not in part or "datasets" not in part:
+            raise MedGroundInputError(f"{p.name}: each entry of 'caches' needs 'cache_dir' and 'datasets'")
     return cfg
+
+
+def cache_parts(cfg: dict) -> list[dict]:
+    """The embedding caches a config trains on: ``caches`` (a list of {cache_dir, datasets}) or the
+    single ``cache_dir`` + ``datasets``. Each part is encoded once, separately, so that slices can be
+    added to a training set without re-encoding what is already cached."""
+    if cfg.get("caches"):
+        return [dict(cfg, cache_dir=p["cache_dir"], datasets=p["datasets"]) for p in cfg["caches"]]
+    return [dict(cfg, cache_dir=cfg.get("cache_dir", "cache/grounding"))]
 
 
 def prepare_data(cfg: dict, log=print) -> None:
     """Convert the configured datasets from ``convert_from`` into ``data_root`` where missing."""
     src = cfg.get("convert_from")
     root = Path(cfg["data_root"])
-    names = [d if isinstance(d, str) else d["name"] for d in cfg["datasets"]]
+    names = [d if isinstance(d, str) else d["name"] for part in cache_parts(cfg) for d in part["datasets"]]
     missing = [n for n in names if not (root / n / "dataset.json").exists()]
     if not missing or not src:
         return
@@ -96,11 +110,12 @@ def iter_samples(cfg: dict, progress_log=print) -> Iterator[Sample]:
         for split in entry.get("splits", ["train", "val"]):
             n_split = 0
             every = int(entry.get("every", 1)) if split == "train" else int(entry.get("val_every", entry.get("every", 1)))
+            start = int(entry.get("start", 0)) if split == "train" else 0
             n_aug = int(entry.get("augment", 0)) if split == "train" else 0
             empty_p = float(entry.get("empty_fraction", 0.15))
             try:
                 it = iter_slices(droot, split, include_empty=True, every=every, with_meta=True,
-                                 terms=entry.get("terms"))
+                                 terms=entry.get("terms"), start=start)
                 for pic, masks, meta in it:
                     if not masks and rng.random() > empty_p:
                         continue
@@ -118,21 +133,31 @@ def iter_samples(cfg: dict, progress_log=print) -> Iterator[Sample]:
                 raise
 
 
+def encode_caches(cfg: dict, device: str = "cpu", log=print, rebuild_cache: bool = False) -> "EmbeddingCache":
+    """Encode every missing cache part of ``cfg`` and return them as one cache."""
+    model = None
+    caches = []
+    for part in cache_parts(cfg):
+        cache_dir = Path(part["cache_dir"])
+        if rebuild_cache or not (cache_dir / "meta.json").exists():
+            if model is None:
+                from medground.models import load_model
+
+                model = load_model("litemedsam", device=device)
+            log(f"encoding slices into {cache_dir} ...")
+            build_cache(iter_samples(part, log), cache_dir, lambda x: model.encode(x.to(device)).cpu(),
+                        grid=int(cfg.get("grid", 32)), batch=int(cfg.get("encode_batch", 8)))
+        caches.append(EmbeddingCache(cache_dir))
+    return EmbeddingCache.concat(caches)
+
+
 def run_training(cfg: dict, device: str = "cpu", log=print, rebuild_cache: bool = False) -> Path:
-    from medground.models import load_model
     from medground.models.grounding import save_head
     from medground.models.text import text_encoder
     from medground.ontology import Ontology
 
     t0 = time.time()
-    cache_dir = Path(cfg.get("cache_dir", "cache/grounding"))
-    grid = int(cfg.get("grid", 32))
-    if rebuild_cache or not (cache_dir / "meta.json").exists():
-        model = load_model("litemedsam", device=device)
-        log(f"encoding slices into {cache_dir} ...")
-        build_cache(iter_samples(cfg, log), cache_dir, lambda x: model.encode(x.to(device)).cpu(), grid=grid,
-                    batch=int(cfg.get("encode_batch", 8)))
-    cache = EmbeddingCache(cache_dir)
+    cache = encode_caches(cfg, device=device, log=log, rebuild_cache=rebuild_cache)
     log(f"cache: {len(cache)} slices, {len(cache.tindex)} structure masks, {len(cache.terms)} terms "
         f"[{time.time() - t0:.0f}s]")
     onto = Ontology.default()

@@ -1,0 +1,210 @@
+"""Brain structures by atlas registration: a small synthetic atlas made here (a 'brain' with two
+'putamina' and two 'caudates'), a subject made from it by a known rotation/scale/shift on another grid
+(LPS order, other spacing) with a bright 'skull' around it; plus real-data checks that skip without
+../shared/data."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from medground.io.image import MedGroundInputError, MedImage
+
+VALUES = {"putamen_left": 1, "putamen_right": 2, "caudate_nucleus_left": 3, "caudate_nucleus_right": 4}
+
+
+def _world(shape, aff):
+    idx = np.indices(shape).reshape(3, -1)
+    return (aff[:3, :3] @ idx + aff[:3, 3:4]).T.reshape(*shape, 3)
+
+
+def _phantom(w):
+    """Template intensities and labels at RAS world points w (..., 3), in mm: brain = ellipsoid 70 x 85 x 60
+    (semi-axes); structures: ellipsoids at +-22 mm (putamen, x) and +-12 mm (caudate) from the midline."""
+    x, y, z = w[..., 0], w[..., 1], w[..., 2]
+    brain = (x / 70) ** 2 + (y / 85) ** 2 + (z / 60) ** 2 <= 1
+    wm = (x / 55) ** 2 + (y / 70) ** 2 + (z / 45) ** 2 <= 1
+    img = np.where(brain, 0.45, 0.0) + np.where(wm, 0.35, 0.0)
+    lab = np.zeros(x.shape, np.uint16)
+    for side, sx in (("left", -1), ("right", 1)):  # RAS: patient left is -x
+        put = ((x - sx * 22) / 6) ** 2 + ((y - 2) / 14) ** 2 + (z / 10) ** 2 <= 1
+        cau = ((x - sx * 12) / 5) ** 2 + ((y - 14) / 9) ** 2 + ((z - 10) / 9) ** 2 <= 1
+        lab[put] = VALUES[f"putamen_{side}"]
+        lab[cau] = VALUES[f"caudate_nucleus_{side}"]
+    img = np.where(lab > 0, 0.25 + 0.1 * (lab % 2), img)
+    return img.astype(np.float32), lab
+
+
+@pytest.fixture()
+def atlas_root(tmp_path, monkeypatch):
+    import nibabel as nib
+
+    from medground.segment import atlas as A
+
+    aff = np.diag([-2.0, -2.0, 2.0, 1.0])  # LPS voxel order, 2 mm
+    aff[:3, 3] = [80, 96, -70]
+    shape = (81, 97, 71)
+    img, lab = _phantom(_world(shape, aff))
+    for name in A.ATLASES:
+        d = tmp_path / "atlases" / name / "cases" / "c"
+        d.mkdir(parents=True)
+        nib.save(nib.Nifti1Image((img * 255).astype(np.uint8), aff), str(d / "image.nii.gz"))
+        nib.save(nib.Nifti1Image(lab if name == "brain-cit168" else np.zeros_like(lab), aff), str(d / "label.nii.gz"))
+        (d.parent.parent / "dataset.json").write_text(json.dumps(
+            {"name": name, "cases": [{"id": "c", "image": "cases/c/image.nii.gz", "label": "cases/c/label.nii.gz"}]}))
+    monkeypatch.setenv("MEDGROUND_ATLASES", str(tmp_path / "atlases"))
+    monkeypatch.setattr(A, "_CACHE", {})
+    return tmp_path / "atlases"
+
+
+def _subject(angle_deg=8.0, scale=1.06, shift=(6.0, -4.0, 5.0), spacing=1.5, skull=True):
+    """The phantom seen through a known similarity transform, on a RAS grid of another spacing."""
+    th = np.radians(angle_deg)
+    rot = np.array([[np.cos(th), -np.sin(th), 0], [np.sin(th), np.cos(th), 0], [0, 0, 1]])
+    n = (int(200 / spacing), int(230 / spacing), int(170 / spacing))
+    aff = np.diag([spacing, spacing, spacing, 1.0])
+    aff[:3, 3] = [-100, -115, -85]
+    w = _world(n, aff)
+    # subject point p corresponds to template point R^T (p - shift) / scale
+    t = np.einsum("ij,...j->...i", rot.T, w - np.asarray(shift)) / scale
+    img, lab = _phantom(t)
+    if skull:
+        x, y, z = t[..., 0], t[..., 1], t[..., 2]
+        r = (x / 78) ** 2 + (y / 93) ** 2 + (z / 68) ** 2
+        img = np.where((r > 1.05) & (r <= 1.3), 0.9, img)
+    rng = np.random.default_rng(0)
+    img = img * 700 + rng.normal(0, 15, img.shape) * (img > 0)
+    return MedImage.from_array(img.astype(np.float32), aff, modality="MR"), lab
+
+
+def _dice(a, b):
+    return 2 * np.logical_and(a, b).sum() / max(a.sum() + b.sum(), 1)
+
+
+def test_atlas_terms_come_from_the_registry():
+    from medground.segment.atlas import atlas_term_index, is_atlas_term
+
+    idx = atlas_term_index()
+    assert idx["putamen_left"] == ("brain-cit168", 1) and is_atlas_term("cerebellar_lobule_v_left")
+    assert not is_atlas_term("liver")
+
+
+def test_registration_recovers_a_known_transform_in_the_input_grid(atlas_root):
+    from medground.segment.text import segment_text
+
+    image, ref = _subject()
+    res, extra = segment_text(image, ["left putamen", "right putamen", "caudate"], findings=None)
+    assert extra["atlas_registration"]["ok"], extra
+    assert extra["grounding_model"] == "brain atlas registration"
+    for r, vals in zip(res, ([1], [2], [3, 4])):
+        assert r.mask.shape == image.data.shape
+        d = _dice(r.mask, np.isin(ref, vals))
+        assert d > 0.75, (r.name, d)
+        assert r.info["present"] and r.info["terms"][0]["grounding_head"] == "brain-cit168 atlas (registration)"
+    # left is left in world coordinates (RAS: patient left has the smaller x)
+    xl = (image.affine @ np.r_[np.argwhere(res[0].mask).mean(0), 1])[0]
+    xr = (image.affine @ np.r_[np.argwhere(res[1].mask).mean(0), 1])[0]
+    assert xl < -10 < 10 < xr
+
+
+def test_structure_outside_the_field_of_view_is_absent(atlas_root):
+    from medground.segment.atlas import segment_atlas
+
+    image, _ = _subject()
+    # keep only the slices above z = +10 mm: the caudates (higher) stay in view, the putamina mostly leave it
+    top = int(np.ceil((10 + 85) / 1.5))
+    aff = image.affine.copy()
+    aff[:3, 3] = aff[:3, :3] @ np.array([0, 0, top]) + aff[:3, 3]
+    cut = MedImage.from_array(image.data[:, :, top:], aff, modality="MR")
+    r = segment_atlas(cut, ["putamen_left", "caudate_nucleus_right"])
+    assert not r.masks["putamen_left"].any() and r.inside["putamen_left"] < 0.5
+    assert r.masks["caudate_nucleus_right"].any() and r.inside["caudate_nucleus_right"] > 0.8
+
+
+def test_not_a_brain_gives_absent_not_a_blob(atlas_root, monkeypatch):
+    from medground.segment import atlas as A
+
+    monkeypatch.setattr(A, "_head_check", lambda image: ("abdomen", 0.02))
+    rng = np.random.default_rng(1)
+    vol = rng.normal(100, 30, (90, 90, 40)).astype(np.float32)
+    vol[:, :, :] *= (np.hypot(*np.meshgrid(np.arange(90) - 45, np.arange(90) - 45, indexing="ij")) < 40)[..., None]
+    image = MedImage.from_array(vol, np.diag([3.0, 3.0, 5.0, 1.0]), modality="CT")
+    r = A.segment_atlas(image, ["putamen_left"])
+    assert not r.info["ok"] and "not a brain" in r.info["reason"]
+    assert not r.masks["putamen_left"].any()
+
+
+def test_2d_input_and_missing_atlases_are_clear_errors(atlas_root, monkeypatch, tmp_path):
+    from medground.segment.atlas import segment_atlas
+
+    pic = MedImage.from_array(np.random.default_rng(0).random((64, 64)).astype(np.float32))
+    with pytest.raises(MedGroundInputError, match="3D volume"):
+        segment_atlas(pic, ["putamen_left"])
+    monkeypatch.setenv("MEDGROUND_ATLASES", str(tmp_path / "nothing"))
+    image, _ = _subject(spacing=3.0)
+    with pytest.raises(MedGroundInputError, match="MEDGROUND_ATLASES"):
+        segment_atlas(image, ["putamen_left"])
+
+
+def test_cli_writes_atlas_masks_and_findings(atlas_root, tmp_path, monkeypatch, capsys):
+    import nibabel as nib
+
+    from medground.cli.main import main
+
+    image, ref = _subject(spacing=2.0)
+    p = tmp_path / "head.nii.gz"
+    nib.save(nib.Nifti1Image(image.data, image.affine), str(p))
+    out = tmp_path / "out"
+    assert main(["segment", str(p), "--prompt", "left putamen", "--out", str(out), "--quiet"]) == 0
+    doc = json.loads((out / "findings.json").read_text())
+    f = doc["findings"][0]
+    assert f["present"] and f["mask_file"] == "left-putamen.nii.gz" and doc["atlas_registration"]["ok"]
+    m = nib.load(str(out / "left-putamen.nii.gz"))
+    assert m.shape == image.data.shape and np.allclose(m.affine, image.affine)
+    assert _dice(np.asarray(m.dataobj) > 0, ref == 1) > 0.7
+    monkeypatch.setenv("MEDGROUND_ATLASES", str(tmp_path / "nothing"))
+    capsys.readouterr()
+    assert main(["segment", str(p), "--prompt", "left putamen", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "MEDGROUND_ATLASES" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def _shared_brain(shared_data, name):
+    p = shared_data / "brain-atlases" / name
+    if not p.exists():
+        pytest.skip(f"{p} not available")
+    return p
+
+
+def test_real_t1_putamen_on_the_left(shared_data, tmp_path, monkeypatch):
+    """A real T1 head scan (skull, neck): the left putamen lands left of the midline with a plausible volume."""
+    import medground
+    from medground.segment import atlas as A
+
+    monkeypatch.setenv("MEDGROUND_ATLASES", str(shared_data / "brain-atlases"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setattr(A, "_CACHE", {})
+    image = medground.load(_shared_brain(shared_data, "chris_t1.nii.gz"))
+    r = A.segment_atlas(image, ["putamen_left", "putamen_right"])
+    assert r.info["ok"] and r.info["correlation"] > 0.3, r.info
+    ml = {t: m.sum() * abs(np.linalg.det(image.affine[:3, :3])) / 1000 for t, m in r.masks.items()}
+    assert all(3 < v < 10 for v in ml.values()), ml  # adult putamen: ~4-7 mL
+    xl = (image.affine @ np.r_[np.argwhere(r.masks["putamen_left"]).mean(0), 1])[0]
+    xr = (image.affine @ np.r_[np.argwhere(r.masks["putamen_right"]).mean(0), 1])[0]
+    assert xl < -15 and xr > 15
+
+
+def test_real_non_brain_volume_reports_absent(shared_data, tmp_path, monkeypatch):
+    import medground
+    from medground.segment import atlas as A
+
+    p = shared_data / "mr-tumour" / "breast1_image.nrrd"
+    if not p.exists():
+        pytest.skip("breast MR not available")
+    _shared_brain(shared_data, "")
+    monkeypatch.setenv("MEDGROUND_ATLASES", str(shared_data / "brain-atlases"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setattr(A, "_CACHE", {})
+    r = A.segment_atlas(medground.load(p), ["putamen_left"])
+    assert not r.info["ok"] and not r.masks["putamen_left"].any()
