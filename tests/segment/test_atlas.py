@@ -208,3 +208,29 @@ def test_real_non_brain_volume_reports_absent(shared_data, tmp_path, monkeypatch
     monkeypatch.setattr(A, "_CACHE", {})
     r = A.segment_atlas(medground.load(p), ["putamen_left"])
     assert not r.info["ok"] and not r.masks["putamen_left"].any()
+
+
+def test_untrained_terms_are_flagged_and_atlas_masks_stay_in_the_input_grid():
+    """_assemble: a term the organ head never saw is marked trained: false; an atlas mask (input grid) and a
+    head mask (canonical grid, mapped back) are united per prompt."""
+    from types import SimpleNamespace
+
+    from medground.ontology import Ontology
+    from medground.segment.text import _assemble
+
+    onto = Ontology.default()
+    image = MedImage.from_array(np.zeros((6, 5, 4), np.float32) + np.arange(4), np.eye(4) * [2, 2, 3, 1])
+    canon = SimpleNamespace(back=lambda v: np.flip(v, 0))
+    head = np.zeros((6, 5, 4), bool)
+    head[0, 0, 0] = True
+    atl = np.zeros((6, 5, 4), bool)
+    atl[1, 1, 1] = True
+    per_term = {"vertebra_l3": {"mask": head, "presence": 0.7, "iou": 0.9, "present": True, "head": "organs"},
+                "putamen_left": {"mask": atl, "presence": 1.0, "iou": 1.0, "present": True, "head": "atlas",
+                                 "input_grid": True, "atlas": "brain-cit168"}}
+    heads = {"organs": SimpleNamespace(name="g", term_ids=["liver"]), "findings": None}
+    res = _assemble(image, ["L3 vertebra", "left putamen"], [onto.resolve("L3 vertebra"), onto.resolve("left putamen")],
+                    per_term, heads, canon, {})
+    assert res[0].info["terms"][0]["trained"] is False and res[0].mask[5, 0, 0] and res[0].mask.sum() == 1
+    assert "trained" not in res[1].info["terms"][0] and res[1].mask[1, 1, 1] and res[1].mask.sum() == 1
+    assert res[1].info["terms"][0]["grounding_head"] == "brain-cit168 atlas (registration)"
