@@ -102,6 +102,13 @@ def test_registration_recovers_a_known_transform_in_the_input_grid(atlas_root):
         d = _dice(r.mask, np.isin(ref, vals))
         assert d > 0.75, (r.name, d)
         assert r.info["present"] and r.info["terms"][0]["grounding_head"] == "brain-cit168 atlas (registration)"
+    brain = segment_text(image, ["brain"], findings=None)[0][0]  # the template's brain mask carried over
+    x, y, z = np.moveaxis(_world(image.data.shape, image.affine), -1, 0)
+    th = np.radians(8.0)
+    p = np.stack([x - 6.0, y + 4.0, z - 5.0])
+    t = np.einsum("ji,j...->i...", np.array([[np.cos(th), -np.sin(th), 0], [np.sin(th), np.cos(th), 0], [0, 0, 1]]), p) / 1.06
+    ref_brain = (t[0] / 70) ** 2 + (t[1] / 85) ** 2 + (t[2] / 60) ** 2 <= 1
+    assert _dice(brain.mask, ref_brain) > 0.9
     # left is left in world coordinates (RAS: patient left has the smaller x)
     xl = (image.affine @ np.r_[np.argwhere(res[0].mask).mean(0), 1])[0]
     xr = (image.affine @ np.r_[np.argwhere(res[1].mask).mean(0), 1])[0]
@@ -234,3 +241,18 @@ def test_untrained_terms_are_flagged_and_atlas_masks_stay_in_the_input_grid():
     assert res[0].info["terms"][0]["trained"] is False and res[0].mask[5, 0, 0] and res[0].mask.sum() == 1
     assert "trained" not in res[1].info["terms"][0] and res[1].mask[1, 1, 1] and res[1].mask.sum() == 1
     assert res[1].info["terms"][0]["grounding_head"] == "brain-cit168 atlas (registration)"
+
+
+def test_brain_mr_report_assesses_atlas_structures(atlas_root, tmp_path, monkeypatch):
+    """The mr_head panel's brain, putamen and caudate come from the atlas; without atlases they are 'not
+    assessed' with the reason, not guessed."""
+    from medground.report.builder import build_report
+
+    image, ref = _subject(spacing=2.0)
+    rep = build_report(image, tmp_path / "rep", panel="mr_head", dicom_sr=False)
+    text = json.dumps(rep)
+    assert "left putamen" in text and (tmp_path / "rep" / "left-putamen.nii.gz").exists()
+    monkeypatch.setenv("MEDGROUND_ATLASES", str(tmp_path / "nothing"))
+    rep2 = build_report(image, tmp_path / "rep2", panel="mr_head", dicom_sr=False)
+    assert "the brain atlases are not installed" in json.dumps(rep2)
+    assert not (tmp_path / "rep2" / "left-putamen.nii.gz").exists()

@@ -60,13 +60,23 @@ def build_report(image: MedImage, out_dir, input_path=None, panel: list[str] | s
     validate(image)
     pnl, ctx = choose_panel(image, panel)
     vocab = set(getattr(grounding, "term_ids", [])) if grounding is not None else grounding_vocabulary()
+    reasons: dict[str, str] = {}
+    if grounding is None and vocab is not None:  # brain atlas structures: by registration, when installed
+        from medground.segment.atlas import find_atlas_root, is_atlas_term
+
+        atlas_items = {it.term_id for it in pnl.items if is_atlas_term(it.term_id)}
+        if atlas_items:
+            try:
+                find_atlas_root()
+                vocab = vocab | atlas_items
+            except MedGroundInputError:
+                reasons.update({t: "the brain atlases are not installed (set MEDGROUND_ATLASES)" for t in atlas_items})
     todo = [it for it in pnl.items if vocab is None or it.term_id in vocab]
     masks: dict[str, np.ndarray | None] = {}
-    reasons: dict[str, str] = {}
     confidences: dict[str, float] = {}
     for it in pnl.items:
         if it not in todo:
-            reasons[it.term_id] = NOT_IN_VOCABULARY
+            reasons.setdefault(it.term_id, NOT_IN_VOCABULARY)
     seg_info: dict[str, Any] = {"method": "text-prompted segmentation (medground.segment.text)",
                                 "prompts": [it.prompt for it in todo]}
     if todo:

@@ -30,6 +30,7 @@ from medground.io.image import MedGroundInputError, MedImage
 
 ATLASES = ("brain-cit168", "brain-cerebellum", "brain-julich")
 REFERENCE = "brain-cit168"  # its template (a skull-stripped T1w brain) is the registration target
+BRAIN = -1  # label value standing for the reference template's brain mask (term "brain")
 _CACHE: dict = {}
 
 
@@ -44,6 +45,7 @@ class AtlasConfig:
     min_correlation: float = 0.2  # template vs input inside the brain after registration (T1-like contrast)
     min_head_probability: float = 0.5  # below min_correlation: the image classifier must call it a head
     min_inside: float = 0.5  # fraction of a structure's atlas voxels inside the field of view to call it present
+    min_inside_brain: float = 0.05  # the same for the term "brain" (a slab shows part of it)
     min_brain_in_view: float = 0.3  # less of the brain than this in the field of view: too little to register
 
 
@@ -66,6 +68,7 @@ def atlas_term_index() -> dict[str, tuple[str, int]]:
             for value, term in get_dataset(name).labels.items():
                 if int(value) != 0:
                     idx.setdefault(term, (name, int(value)))
+        idx.setdefault("brain", (REFERENCE, BRAIN))  # the skull-stripped template's extent
         _CACHE["index"] = idx
     return _CACHE["index"]
 
@@ -310,7 +313,12 @@ def segment_atlas(image: MedImage, term_ids: list[str], cfg: AtlasConfig | None 
         return AtlasResult(masks, inside, atlas_of, info)
     ref = _to_sitk(np.zeros(shape, np.uint8), image.affine, np.uint8)
     for name in sorted({idx[t][0] for t in term_ids}):
-        _, lab, _, laff = _load_atlas(root, name)
+        tpl, lab, taff, laff = _load_atlas(root, name)
+        if any(idx[t] == (name, BRAIN) for t in term_ids):
+            if not np.allclose(taff, laff) or tpl.shape != lab.shape:
+                raise ValueError(f"{name}: template and labels on different grids")
+            lab = lab.copy()
+            lab[(tpl > 0) & (lab == 0)] = np.iinfo(np.uint16).max  # brain voxels outside every nucleus
         lab_img = _to_sitk(lab, laff, np.uint16)
         warped = sitk.GetArrayFromImage(sitk.Resample(lab_img, ref, tx, sitk.sitkNearestNeighbor, 0)).transpose(2, 1, 0)
         vox_mm3 = float(abs(np.linalg.det(image.affine[:3, :3]))) or 1.0
@@ -318,11 +326,14 @@ def segment_atlas(image: MedImage, term_ids: list[str], cfg: AtlasConfig | None 
         for t in term_ids:
             if idx[t][0] != name:
                 continue
-            m = warped == idx[t][1]
+            value = idx[t][1]
+            m = (warped > 0) if value == BRAIN else (warped == value)
             # fraction of the structure (by volume, through the affine's scaling) inside the field of view
-            expect = float((lab == idx[t][1]).sum()) * lab_mm3
+            expect = float(((lab > 0) if value == BRAIN else (lab == value)).sum()) * lab_mm3
             got = float(m.sum()) * vox_mm3 * abs(float(info["affine_volume_ratio"]))
             frac = min(got / expect, 1.0) if expect > 0 else 0.0
             inside[t] = frac
-            masks[t] = m if frac >= cfg.min_inside else np.zeros(shape, dtype=bool)
+            # the brain is present with any sizeable part of it in view (slabs); a nucleus needs most of itself
+            need = cfg.min_inside_brain if value == BRAIN else cfg.min_inside
+            masks[t] = m if frac >= need else np.zeros(shape, dtype=bool)
     return AtlasResult(masks, inside, atlas_of, info)
