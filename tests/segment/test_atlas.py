@@ -148,6 +148,9 @@ def test_2d_input_and_missing_atlases_are_clear_errors(atlas_root, monkeypatch, 
     pic = MedImage.from_array(np.random.default_rng(0).random((64, 64)).astype(np.float32))
     with pytest.raises(MedGroundInputError, match="3D volume"):
         segment_atlas(pic, ["putamen_left"])
+    flat = MedImage.from_array(np.random.default_rng(0).random((32, 32, 8)).astype(np.float32))  # no geometry
+    with pytest.raises(MedGroundInputError, match="geometry"):
+        segment_atlas(flat, ["putamen_left"])
     monkeypatch.setenv("MEDGROUND_ATLASES", str(tmp_path / "nothing"))
     image, _ = _subject(spacing=3.0)
     with pytest.raises(MedGroundInputError, match="MEDGROUND_ATLASES"):

@@ -295,9 +295,12 @@ def segment_atlas(image: MedImage, term_ids: list[str], cfg: AtlasConfig | None 
     """Masks (input grid, bool [x, y, z]) of atlas terms by registration to the atlas template."""
     import SimpleITK as sitk
 
-    if image.ndim != 3 or image.data.shape[2] < 2 or not image.has_geometry:
+    if image.ndim != 3 or image.data.shape[2] < 2:
         raise MedGroundInputError("brain atlas structures need a 3D volume with its geometry (NIfTI, DICOM "
                                   "series or NRRD), not a 2D picture")
+    if not image.has_geometry:
+        raise MedGroundInputError("brain atlas structures need the volume's geometry (voxel spacing and "
+                                  "orientation), which this file does not carry")
     cfg = cfg or AtlasConfig()
     idx = atlas_term_index()
     unknown = [t for t in term_ids if t not in idx]
