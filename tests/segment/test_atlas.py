@@ -240,7 +240,7 @@ def test_untrained_terms_are_flagged_and_atlas_masks_stay_in_the_input_grid():
                                  "input_grid": True, "atlas": "brain-cit168"}}
     heads = {"organs": SimpleNamespace(name="g", term_ids=["liver"]), "findings": None}
     res = _assemble(image, ["L3 vertebra", "left putamen"], [onto.resolve("L3 vertebra"), onto.resolve("left putamen")],
-                    per_term, heads, canon, {})
+                    per_term, heads, canon)
     assert res[0].info["terms"][0]["trained"] is False and res[0].mask[5, 0, 0] and res[0].mask.sum() == 1
     assert "trained" not in res[1].info["terms"][0] and res[1].mask[1, 1, 1] and res[1].mask.sum() == 1
     assert res[1].info["terms"][0]["grounding_head"] == "brain-cit168 atlas (registration)"

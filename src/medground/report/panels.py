@@ -281,15 +281,10 @@ def choose_panel(image: MedImage, panel: list[str] | str | None = None) -> tuple
 def grounding_vocabulary() -> set[str] | None:
     """Term ids the packaged organ grounding head was trained on (None if it cannot be read). The findings
     head is left out on purpose: see ``NOT_IN_VOCABULARY`` in ``medground.report.builder``."""
-    try:
-        from medground.models.grounding import DEFAULT_WEIGHTS
+    from medground.segment.vocab import trained_terms
 
-        import json
-
-        card = json.loads(DEFAULT_WEIGHTS.with_suffix(".card.json").read_text())
-        return set(card.get("terms", []))
-    except (OSError, ValueError):
-        return None
+    terms = trained_terms("grounding")
+    return None if terms is None else set(terms)
 
 
 def body_midline_x(image: MedImage) -> float | None:

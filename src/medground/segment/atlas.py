@@ -197,18 +197,23 @@ def register_to_template(image: MedImage, cfg: AtlasConfig | None = None, root: 
     moving = _to_sitk(_unit(tpl, False), taff)
     mmask = sitk.Cast(_to_sitk((tpl > 0).astype(np.float32), taff) > 0.5, sitk.sitkUInt8)
 
-    def run(tx, shrink, smooth, iters, lr):
+    def method(shrink, smooth, sampling):
+        """Mattes MI inside the template's brain, random sampling, a smoothed pyramid."""
         reg = sitk.ImageRegistrationMethod()
         reg.SetMetricAsMattesMutualInformation(cfg.bins)
         reg.SetMetricSamplingStrategy(reg.RANDOM)
-        reg.SetMetricSamplingPercentage(cfg.sampling, cfg.seed)
+        reg.SetMetricSamplingPercentage(sampling, cfg.seed)
         reg.SetMetricMovingMask(mmask)
         reg.SetInterpolator(sitk.sitkLinear)
-        reg.SetOptimizerAsRegularStepGradientDescent(lr, 1e-4, iters, relaxationFactor=0.6)
-        reg.SetOptimizerScalesFromPhysicalShift()
         reg.SetShrinkFactorsPerLevel(shrink)
         reg.SetSmoothingSigmasPerLevel(smooth)
         reg.SmoothingSigmasAreSpecifiedInPhysicalUnitsOn()
+        return reg
+
+    def run(tx, shrink, smooth, iters, lr):
+        reg = method(shrink, smooth, cfg.sampling)
+        reg.SetOptimizerAsRegularStepGradientDescent(lr, 1e-4, iters, relaxationFactor=0.6)
+        reg.SetOptimizerScalesFromPhysicalShift()
         reg.SetInitialTransform(tx, inPlace=True)
         reg.Execute(fixed, moving)
         return reg.GetMetricValue()
@@ -228,16 +233,8 @@ def register_to_template(image: MedImage, cfg: AtlasConfig | None = None, root: 
         tx = aff
         if cfg.bspline:
             bs = sitk.BSplineTransformInitializer(fixed, [6, 6, 6], 3)
-            reg = sitk.ImageRegistrationMethod()
-            reg.SetMetricAsMattesMutualInformation(cfg.bins)
-            reg.SetMetricSamplingStrategy(reg.RANDOM)
-            reg.SetMetricSamplingPercentage(0.1, cfg.seed)
-            reg.SetMetricMovingMask(mmask)
-            reg.SetInterpolator(sitk.sitkLinear)
+            reg = method([4, 2], [2.0, 1.0], 0.1)
             reg.SetOptimizerAsLBFGSB(1e-5, 40, 5, 1000)
-            reg.SetShrinkFactorsPerLevel([4, 2])
-            reg.SetSmoothingSigmasPerLevel([2.0, 1.0])
-            reg.SmoothingSigmasAreSpecifiedInPhysicalUnitsOn()
             reg.SetMovingInitialTransform(aff)
             reg.SetInitialTransform(bs, inPlace=True)
             reg.Execute(fixed, moving)
@@ -315,6 +312,7 @@ def segment_atlas(image: MedImage, term_ids: list[str], cfg: AtlasConfig | None 
     if tx is None or not info["ok"]:
         return AtlasResult(masks, inside, atlas_of, info)
     ref = _to_sitk(np.zeros(shape, np.uint8), image.affine, np.uint8)
+    vox_mm3 = float(abs(np.linalg.det(image.affine[:3, :3]))) or 1.0
     for name in sorted({idx[t][0] for t in term_ids}):
         tpl, lab, taff, laff = _load_atlas(root, name)
         if any(idx[t] == (name, BRAIN) for t in term_ids):
@@ -324,7 +322,6 @@ def segment_atlas(image: MedImage, term_ids: list[str], cfg: AtlasConfig | None 
             lab[(tpl > 0) & (lab == 0)] = np.iinfo(np.uint16).max  # brain voxels outside every nucleus
         lab_img = _to_sitk(lab, laff, np.uint16)
         warped = sitk.GetArrayFromImage(sitk.Resample(lab_img, ref, tx, sitk.sitkNearestNeighbor, 0)).transpose(2, 1, 0)
-        vox_mm3 = float(abs(np.linalg.det(image.affine[:3, :3]))) or 1.0
         lab_mm3 = float(abs(np.linalg.det(laff[:3, :3])))
         for t in term_ids:
             if idx[t][0] != name:

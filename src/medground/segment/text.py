@@ -386,18 +386,29 @@ def _fill_skipped(vol: np.ndarray, zs: list[int], encoded: np.ndarray) -> None:
 
 # --------------------------------------------------------------------------- main entry
 def route_terms(term_ids: list[str], organs, findings=None) -> dict[str, str]:
-    """Which head runs each term: "findings" when the organ head was not trained on it and the findings
-    head was; otherwise "organs" (terms neither head knows keep the organ head with a text vector
-    embedded on the fly, as before the findings head existed)."""
+    """What segments each term: "organs" when the organ head was trained on it; else "findings" when the
+    findings head was; else "atlas" for a brain atlas label (registration, :mod:`medground.segment.atlas`);
+    else "organs" (a term nobody was trained on keeps the organ head with a text vector embedded on the fly;
+    its answer is flagged ``trained: false``)."""
     known = set(getattr(organs, "term_ids", []))
     fknown = set(getattr(findings, "term_ids", [])) if findings is not None else set()
-    return {t: ("findings" if t not in known and t in fknown else "organs") for t in dict.fromkeys(term_ids)}
+
+    def route(t: str) -> str:
+        if t in known:
+            return "organs"
+        if t in fknown:
+            return "findings"
+        return "atlas" if is_atlas_term(t) else "organs"
+
+    return {t: route(t) for t in dict.fromkeys(term_ids)}
 
 
-def _assemble(image: MedImage, prompts: list[str], resolved: list, per_term: dict, heads: dict, canon,
-              route: dict) -> list[SegmentationResult]:
+def _assemble(image: MedImage, prompts: list[str], resolved: list, per_term: dict, heads: dict,
+              canon) -> list[SegmentationResult]:
     """One result per prompt: the union of its terms' masks in the input's grid."""
     shape = image.data.shape[:3]
+    trained = getattr(heads["organs"], "term_ids", None)
+    trained = None if trained is None else set(trained)
     results = []
     for prompt, res in zip(prompts, resolved):
         parts = [per_term[t.id] for t in res.terms]
@@ -416,7 +427,7 @@ def _assemble(image: MedImage, prompts: list[str], resolved: list, per_term: dic
             src = pt["atlas"] + " atlas (registration)" if pt["head"] == "atlas" else heads[pt["head"]].name
             entry = {"id": t.id, "name": t.name, "present": pt["present"],
                      "presence_probability": round(pt["presence"], 4), "grounding_head": src}
-            if pt["head"] == "organs" and t.id not in set(getattr(heads["organs"], "term_ids", [t.id])):
+            if pt["head"] == "organs" and trained is not None and t.id not in trained:
                 entry["trained"] = False  # the head never saw this term: its answer is zero-shot
             terms.append(entry)
         r.info = {"terms": terms, "present": present, "presence_probability": round(float(presence), 4)}
@@ -446,10 +457,7 @@ def segment_text(image: MedImage, prompts: list[str], device: str = "cpu", progr
     fb = findings or None
     all_ids = [t.id for r in resolved for t in r.terms]
     route = route_terms(all_ids, g, fb)
-    atlas_ids = [t for t in route if route[t] == "organs" and t not in set(getattr(g, "term_ids", []))
-                 and is_atlas_term(t)]
-    for t in atlas_ids:
-        route[t] = "atlas"
+    atlas_ids = [t for t in route if route[t] == "atlas"]
     per_term: dict[str, dict] = {}
     extra: dict[str, Any] = {}
     if atlas_ids:  # registration to the brain atlases; masks already in the input's grid
@@ -463,7 +471,7 @@ def segment_text(image: MedImage, prompts: list[str], device: str = "cpu", progr
     used = [h for h in ("organs", "findings") if h in route.values()]
     if not used:  # atlas terms only: no slice encoding needed
         extra["grounding_model"] = "brain atlas registration"
-        return _assemble(image, prompts, resolved, per_term, heads, None, route), extra
+        return _assemble(image, prompts, resolved, per_term, heads, None), extra
     term_vecs = {h: heads[h].term_vectors([t for t in route if route[t] == h], onto) for h in used}
     canon = canonicalize(image, g.orientation, cfg)
     cimg = canon.image
@@ -544,7 +552,7 @@ def segment_text(image: MedImage, prompts: list[str], device: str = "cpu", progr
         per_term[tid] = {"mask": vol, "presence": float(pz.max()) if Z > 1 else float(pz[0]),
                          "slices": [z for z in zs if vol[:, :, z].any()], "iou": float(np.mean(ious)) if ious else 0.0,
                          "present": present, "head": pl["hname"]}
-    results = _assemble(image, prompts, resolved, per_term, heads, canon, route)
+    results = _assemble(image, prompts, resolved, per_term, heads, canon)
     extra = {**extra, "orientation": canon.info,
              "slice_sampling": {"mode": "all" if step == 1 else "adaptive", "slices": int(Z),
                                 "slices_encoded": int(encoded.sum()), "first_step": int(step)},

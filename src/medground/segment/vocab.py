@@ -15,12 +15,18 @@ _WEIGHTS = Path(__file__).resolve().parents[1] / "models" / "weights"
 
 
 @lru_cache(maxsize=None)
-def _card_terms(name: str) -> frozenset[str]:
+def trained_terms(name: str = "grounding") -> frozenset[str] | None:
+    """Term ids a packaged head (``grounding``, ``grounding_findings``) was trained on, from its model card;
+    None when the card cannot be read."""
     p = _WEIGHTS / f"{name}.card.json"
     try:
         return frozenset(json.loads(p.read_text()).get("terms", []))
     except (OSError, ValueError):
-        return frozenset()
+        return None
+
+
+def _card_terms(name: str) -> frozenset[str]:
+    return trained_terms(name) or frozenset()
 
 
 def method_of(term_id: str) -> str:

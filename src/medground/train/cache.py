@@ -136,6 +136,10 @@ class EmbeddingCache:
         self.thumbs = np.load(p / "thumbs.npy")
         self.tmasks = np.load(p / "tmasks.npy")
         self.tindex = np.load(p / "tindex.npy")
+        self._index_rows()
+
+    def _index_rows(self) -> None:
+        """``by_row``: row -> [(term index, structure mask index), ...], from ``tindex``."""
         self.by_row: dict[int, list[tuple[int, int]]] = {}
         for k, (r, t) in enumerate(self.tindex):
             self.by_row.setdefault(int(r), []).append((int(t), k))
@@ -166,9 +170,7 @@ class EmbeddingCache:
         out.thumbs = np.concatenate([c.thumbs for c in caches])
         out.tmasks = np.concatenate([c.tmasks for c in caches])
         out.tindex = np.concatenate(idx)
-        out.by_row = {}
-        for k, (r, t) in enumerate(out.tindex):
-            out.by_row.setdefault(int(r), []).append((int(t), k))
+        out._index_rows()
         return out
 
     def __len__(self) -> int:

@@ -24,13 +24,13 @@ _HEART_NORMAL = re.compile(r"heart size (?:is )?normal|heart (?:is )?(?:of )?nor
 CTR_THRESHOLD = 0.5
 
 
-@lru_cache(maxsize=1)
-def _grounding_terms() -> set[str]:
-    import json
-    from importlib import resources
+def _grounding_terms() -> frozenset[str]:
+    from medground.segment.vocab import trained_terms
 
-    card = resources.files("medground.models") / "weights" / "grounding.card.json"
-    return set(json.loads(card.read_text())["terms"])
+    terms = trained_terms("grounding")
+    if terms is None:
+        raise FileNotFoundError("the packaged grounding head's model card (grounding.card.json) cannot be read")
+    return terms
 
 
 @lru_cache(maxsize=1)
