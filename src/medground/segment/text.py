@@ -43,6 +43,10 @@ class TextConfig:
     # IVC .37 -> .50, gallbladder .14 -> .25, RV .45 -> .55, no class lower by more than .01); None: off
     organ_relative_heat: float | None = 0.5
     min_blob_cells: float = 0.5  # heat blobs smaller than this many cells of a 32 x 32 grid are ignored
+    # each heat box grows by this many pixels of the network's 256 x 256 frame on every side before it prompts
+    # the decoder (a box thresholded from the coarse heat sits ~1-2 pixels inside the structure, while the
+    # decoder was trained on boxes around it); "auto": per term, the head's calibration (0 when it says nothing)
+    box_margin: Any = "auto"
     orientation_min_prob: float = 0.6  # below this the picture is used as given
     max_gap: int = 1  # slices without presence tolerated inside an organ's z range
     batch_size: int = 8
@@ -187,9 +191,10 @@ def guided_filter(guide: np.ndarray, src: np.ndarray, radius: int, eps: float) -
 
 def heat_boxes(heat: torch.Tensor, pred: SlicePredictor, cfg: TextConfig,
                relative: float | None = None, z: int | None = None,
-               refine: str | None = None) -> tuple[list, np.ndarray, np.ndarray]:
-    """Heat logits (G, G) -> boxes (x0, y0, x1, y1) in slice pixels, one per blob, the heat
-    probability map on the slice grid (X, Y), and the mask of the blobs kept (X, Y)."""
+               refine: str | None = None, margin: float = 0.0) -> tuple[list, np.ndarray, np.ndarray]:
+    """Heat logits (G, G) -> boxes (x0, y0, x1, y1) in slice pixels, one per blob (grown by ``margin``
+    pixels of the 256 frame, clipped to the slice), the heat probability map on the slice grid (X, Y),
+    and the mask of the blobs kept (X, Y)."""
     from scipy import ndimage
 
     g = heat.shape[-1]
@@ -210,6 +215,8 @@ def heat_boxes(heat: torch.Tensor, pred: SlicePredictor, cfg: TextConfig,
     boxes = []
     kept = np.zeros(m.shape, bool)
     cell_px = (max(pred.hw) / 32) ** 2  # the same area whatever the head's grid
+    grow = float(margin) / pred.scale  # 256-frame pixels -> slice pixels
+    X, Y = m.shape
     for i in range(1, n + 1):
         comp = lab == i
         if comp.sum() < cfg.min_blob_cells * cell_px:
@@ -217,7 +224,8 @@ def heat_boxes(heat: torch.Tensor, pred: SlicePredictor, cfg: TextConfig,
         kept |= comp
         xs = np.where(comp.any(axis=1))[0]
         ys = np.where(comp.any(axis=0))[0]
-        boxes.append((float(xs[0]), float(ys[0]), float(xs[-1]), float(ys[-1])))
+        boxes.append((max(0.0, xs[0] - grow), max(0.0, ys[0] - grow),
+                      min(X - 1.0, xs[-1] + grow), min(Y - 1.0, ys[-1] + grow)))
     return boxes, pm, kept
 
 
@@ -251,6 +259,16 @@ def heat_refine(term: str, bundle, cfg: TextConfig) -> str | None:
     if r not in (None, "guided"):
         raise ValueError(f"unknown heat_refine {r!r}; use 'guided', None or 'auto'")
     return r
+
+
+def box_margin(term: str, bundle, cfg: TextConfig) -> float:
+    """How far the heat boxes of ``term`` grow before they prompt the decoder (see ``TextConfig.box_margin``)."""
+    b = cfg.box_margin
+    if isinstance(b, dict):
+        b = b.get(term, "auto")
+    if b == "auto":
+        b = _calibrated(term, bundle, "box_margin", 0.0)
+    return float(b)
 
 
 def presence_threshold(term: str, bundle, cfg: TextConfig) -> float:
@@ -503,7 +521,8 @@ def segment_text(image: MedImage, prompts: list[str], device: str = "cpu", progr
                 zs = list(range(best[0], best[1] + 1))
         relative = cfg.findings_relative_heat if hname == "findings" else cfg.organ_relative_heat
         refine = heat_refine(tid, heads[hname], cfg)
-        boxes = {z: heat_boxes(heat_all[z], pred, cfg, relative, z, refine)
+        margin = box_margin(tid, heads[hname], cfg)
+        boxes = {z: heat_boxes(heat_all[z], pred, cfg, relative, z, refine, margin)
                  for z in zs if encoded[z]}  # the others are filled below
         plans[tid] = {"hname": hname, "pz": pz, "zs": zs, "boxes": {z: b for z, b in boxes.items() if b[0]},
                       "mode": mask_mode(tid, heads[hname], cfg)}

@@ -1,0 +1,57 @@
+"""Heat maps -> boxes: the box margin (grown in the network's 256 frame, clipped to the slice) and how a term's
+margin is chosen (explicit, per-term dict, or the head's calibration)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from medground.io.image import MedImage
+from medground.segment.predictor import SlicePredictor
+from medground.segment.text import TextConfig, box_margin, heat_boxes
+
+
+class _NoSAM:
+    def encode(self, x):  # never called: heat_boxes reads no embedding
+        raise AssertionError("the encoder should not run")
+
+
+class _Bundle:
+    calibration = {"pancreas": {"box_margin": 7.0}}
+
+
+def _predictor(x=128, y=96):
+    img = MedImage(np.zeros((x, y, 1), np.float32), np.eye(4), 2, "CT", False, source_format="png")
+    return SlicePredictor(img, model=_NoSAM())
+
+
+def _heat(g=64, rows=slice(20, 30), cols=slice(10, 20)):
+    h = torch.full((g, g), -10.0)
+    h[rows, cols] = 10.0
+    return h
+
+
+def test_margin_grows_the_box_by_frame_pixels_and_is_clipped():
+    pred = _predictor()  # 128 x 96 slice: the 256 frame is 2x the slice
+    cfg = TextConfig()
+    (b0,), _, kept0 = heat_boxes(_heat(), pred, cfg, margin=0.0)
+    (b4,), _, kept4 = heat_boxes(_heat(), pred, cfg, margin=4.0)
+    grow = 4.0 / pred.scale
+    assert pred.scale == pytest.approx(2.0)
+    assert b4[0] == pytest.approx(b0[0] - grow) and b4[1] == pytest.approx(b0[1] - grow)
+    assert b4[2] == pytest.approx(b0[2] + grow) and b4[3] == pytest.approx(b0[3] + grow)
+    assert np.array_equal(kept0, kept4)  # the heat blobs themselves do not change
+    # a blob at the corner: the grown box stays inside the slice
+    (bc,), _, _ = heat_boxes(_heat(rows=slice(0, 6), cols=slice(0, 6)), pred, cfg, margin=20.0)
+    assert bc[0] == 0.0 and bc[1] == 0.0
+    (be,), _, _ = heat_boxes(_heat(rows=slice(40, 48), cols=slice(58, 64)), pred, cfg, margin=20.0)
+    assert be[2] == 127.0 and be[3] <= 95.0
+
+
+def test_box_margin_resolution():
+    b = _Bundle()
+    assert box_margin("pancreas", b, TextConfig()) == 7.0  # calibrated
+    assert box_margin("liver", b, TextConfig()) == 0.0  # nothing calibrated
+    assert box_margin("pancreas", b, TextConfig(box_margin=2)) == 2.0  # explicit for every term
+    assert box_margin("pancreas", b, TextConfig(box_margin={"pancreas": 3, "liver": 1})) == 3.0
+    assert box_margin("liver", b, TextConfig(box_margin={"pancreas": 3})) == 0.0  # missing from the dict: auto
