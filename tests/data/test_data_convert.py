@@ -124,6 +124,21 @@ def test_every_and_start_pick_complementary_slices(converted):
     assert even and odd and sorted(even + odd) == every and not set(even) & set(odd)
 
 
+def test_training_entries_filter_cases_refile_splits_and_drop_labels(converted):
+    """A training-config entry with `cases`, `as_split` and `terms: [none]`: only those cases, filed under the
+    given split, with no structure learned from them (negatives-only slices)."""
+    from medground.train.pipeline import iter_samples
+
+    root = converted / "btcv-ct"
+    first = list_cases(root)[0]
+    entry = {"name": "btcv-ct", "splits": [first["split"] if "split" in first else "train", "val", "test"],
+             "cases": [first["id"]], "as_split": "train", "terms": ["none"], "empty_fraction": 1.0, "every": 4}
+    got = list(iter_samples({"data_root": str(converted), "datasets": [entry]}, progress_log=lambda m: None))
+    assert got and {s.case for s in got} == {first["id"]}
+    assert {s.split for s in got} == {"train"}
+    assert all(not s.masks and s.labelled == () for s in got)
+
+
 def test_jsrt_right_lung_on_image_left_and_overlaps(converted):
     root = converted / "jsrt-cxr"
     ds = read_dataset(root)

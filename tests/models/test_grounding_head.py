@@ -162,3 +162,38 @@ def test_config_with_several_caches(tmp_path):
     p.write_text("data_root: d\nout: o.pt\n")
     with pytest.raises(MedGroundInputError):
         load_config(p)
+
+
+def test_absent_terms_become_negatives_of_their_dataset_only(tmp_path):
+    """`train.absent`: terms a dataset never shows (kidneys on a chest radiograph) are drawn as negatives of its
+    rows, never of another dataset's rows, never when present, and only when the cache knows the term."""
+    from medground.train.cache import EmbeddingCache, Sample, build_cache
+    from medground.train.grounding import HeadTrainConfig, make_pairs
+
+    def make(name, terms, labelled):
+        m = np.zeros((64, 64), bool)
+        m[10:30, 10:30] = True
+        samples = [Sample(np.zeros((64, 64), np.float32), {terms[0]: m}, tuple(labelled), name, f"c{i}", i, "OT")
+                   for i in range(3)]
+        enc = lambda x: torch.zeros((x.shape[0], 256, 64, 64))  # noqa: E731
+        return EmbeddingCache(build_cache(samples, tmp_path / name, enc, grid=8, capacity=3, progress=False))
+
+    cache = EmbeddingCache.concat([make("cxr", ["lung_left"], ["lung_left"]),
+                                   make("ct", ["kidney_left"], ["kidney_left", "liver"])])
+    rows = np.arange(len(cache))
+    term_ok = np.ones(len(cache.terms), bool)
+
+    def negatives(cfg):
+        pairs, _, pres, _ = make_pairs(cache, rows, np.random.default_rng(0), cfg, term_ok)
+        out = {}
+        for (b, t), p in zip(pairs.tolist(), pres.tolist()):
+            if p == 0:
+                out.setdefault(cache.rows[b]["dataset"], set()).add(cache.terms[t])
+        return out
+
+    assert negatives(HeadTrainConfig(neg_per_slice=8)) == {"ct": {"liver"}}  # the cxr rows label nothing absent
+    cfg = HeadTrainConfig(neg_per_slice=8, absent={"cxr": ["kidney_left", "liver", "not_a_cached_term"],
+                                                   "ct": ["kidney_left"]})
+    neg = negatives(cfg)
+    assert neg["cxr"] == {"kidney_left", "liver"}  # unknown terms are skipped
+    assert neg["ct"] == {"liver"}  # kidney_left is present on the ct rows: never a negative there

@@ -26,6 +26,10 @@ class HeadTrainConfig:
     seed: int = 0
     head: dict = field(default_factory=dict)
     log_every: int = 50
+    # dataset name -> terms that are never on its slices although the dataset does not label them (kidneys on a
+    # chest radiograph, abdominal organs on a brain MR): extra true negatives, so that a prompt for a structure
+    # outside the field of view is answered "absent" instead of drawn where a similar one would be
+    absent: dict = field(default_factory=dict)
 
 
 def _soft_dice(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -52,7 +56,9 @@ def make_pairs(cache: EmbeddingCache, rows: np.ndarray, rng: np.random.Generator
             heat_t.append(m)
             pres_t.append(1.0)
             pres_w.append(1.0 if m.sum() >= cfg.min_present_cells else 0.0)
-        neg = [tid[x] for x in cache.rows[int(r)]["labelled"] if tid[x] not in pos_terms and term_ok[tid[x]]]
+        row = cache.rows[int(r)]
+        cands = dict.fromkeys(list(row["labelled"]) + list(cfg.absent.get(row["dataset"], [])))
+        neg = [tid[x] for x in cands if x in tid and tid[x] not in pos_terms and term_ok[tid[x]]]
         if neg:
             for t in rng.choice(neg, size=min(cfg.neg_per_slice, len(neg)), replace=False):
                 pairs.append((b, int(t)))

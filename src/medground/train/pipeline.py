@@ -117,16 +117,20 @@ def iter_samples(cfg: dict, progress_log=print) -> Iterator[Sample]:
                 it = iter_slices(droot, split, include_empty=True, every=every, with_meta=True,
                                  terms=entry.get("terms"), start=start)
                 for pic, masks, meta in it:
+                    if entry.get("cases") and meta["case"] not in entry["cases"]:
+                        continue
                     if not masks and rng.random() > empty_p:
                         continue
                     if cap is not None and n_split >= int(cap):
                         break
                     n_split += 1
-                    s = Sample(pic, masks, labelled, name, meta["case"], int(meta["slice"]), modality, split)
+                    # as_split: file the slices under another split (e.g. negatives-only volumes kept in training)
+                    sp = entry.get("as_split", split)
+                    s = Sample(pic, masks, labelled, name, meta["case"], int(meta["slice"]), modality, sp)
                     yield s
                     for a in range(n_aug):
                         ap, am = _augment(pic, masks, rng)
-                        yield Sample(ap, am, labelled, name, meta["case"], int(meta["slice"]), modality, split, a + 1)
+                        yield Sample(ap, am, labelled, name, meta["case"], int(meta["slice"]), modality, sp, a + 1)
             except Exception as exc:  # a split may be empty for tiny datasets
                 if "split" in str(exc) or isinstance(exc, KeyError):
                     continue
