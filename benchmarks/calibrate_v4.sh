@@ -4,6 +4,9 @@ set -e
 # starting from head v3's per-term settings (copied in first; --keep), then the held-out test run and the
 # out-of-field-of-view prompts. Run from the repository root after `medground train --config configs/textseg_v4.yaml`.
 # Usage: bash benchmarks/calibrate_v4.sh [v4 checkpoint] [checkpoint to take the starting calibration from]
+# The shipped head v4 started from head v3's calibration with box margins (the packaged checkpoint of commit
+# 67b3912: `git show 67b3912:src/medground/models/weights/grounding.pt > v3.pt`, then pass v3.pt as the second
+# argument) and was copied into src/medground/models/weights/ (with its .card.json / .history.json) afterwards.
 W=${1:-cache/grounding_v4/grounding.pt}
 FROM=${2:-src/medground/models/weights/grounding.pt}
 EMB=${EMB:-cache/tune_emb}

@@ -65,3 +65,18 @@ def test_text_prompts_on_unseen_chest_xray(shared_data, tmp_path):
     print(extra2["orientation"])
     m2 = res2[0].mask[:, :, 0].T
     assert _dice(m2, dihedral(ref["right_lung"], "flip_lr")) > 0.8
+
+
+@needs_model
+def test_structures_outside_the_field_of_view_are_reported_absent(shared_data):
+    """Abdominal organs prompted on a chest radiograph: absent, with empty masks (head v4 learnt these
+    negatives; head v3 drew both kidneys on most radiographs with presence 1.0)."""
+    import medground
+    from medground.segment.text import segment_text
+
+    path, _ = _jsrt_val_case(shared_data)
+    prompts = ["left kidney", "right kidney", "pancreas", "urinary bladder"]
+    res, _ = segment_text(medground.load(path), prompts + ["heart"])
+    for p, r in zip(prompts, res):
+        assert not r.info["present"] and not r.mask.any(), (p, r.info)
+    assert res[-1].info["present"] and res[-1].mask.any()  # the heart is still found on the same picture
