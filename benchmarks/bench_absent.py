@@ -64,18 +64,10 @@ def main(argv=None):
     ap.add_argument("--emb-cache", default=None, help="memoise LiteMedSAM embeddings here (benchmarks/embcache.py)")
     ap.add_argument("--out", default="benchmarks/results/absent.md")
     a = ap.parse_args(argv)
-    model = grounding = None
-    if a.emb_cache:
-        sys.path.insert(0, str(Path(__file__).parent))
-        from embcache import CachedEncoder
+    sys.path.insert(0, str(Path(__file__).parent))
+    from embcache import models_for
 
-        from medground.models import load_model
-
-        model = CachedEncoder(load_model("litemedsam"), a.emb_cache)
-    if a.weights:
-        from medground.models.grounding import load_grounding
-
-        grounding = load_grounding(a.weights)
+    model, grounding = models_for(a.emb_cache, a.weights)
     rows, raw = [], {}
     tot = [0, 0]
     for name, source, prompts in GROUPS:

@@ -30,20 +30,12 @@ def main(argv=None):
     ap.add_argument("--emb-cache", default=None,
                     help="keep LiteMedSAM embeddings of every slice on disk here (shared with tune_textseg.py)")
     a = ap.parse_args(argv)
-    model = grounding = None
-    if a.emb_cache:
-        import sys
+    import sys
 
-        sys.path.insert(0, str(Path(__file__).parent))
-        from embcache import CachedEncoder
+    sys.path.insert(0, str(Path(__file__).parent))
+    from embcache import models_for
 
-        from medground.models import load_model
-
-        model = CachedEncoder(load_model("litemedsam"), a.emb_cache)
-    if a.weights:
-        from medground.models.grounding import load_grounding
-
-        grounding = load_grounding(a.weights)
+    model, grounding = models_for(a.emb_cache, a.weights)
     lines = ["# Text-prompted (grounding) vs box-prompted segmentation, held-out patients", "",
              f"Command: `python benchmarks/bench_textseg.py --root {a.root} --datasets {a.datasets} --modes {a.modes} "
              f"--split {a.split}" + (f" --weights {a.weights}" if a.weights else "") + "`",

@@ -44,3 +44,17 @@ class CachedEncoder:
 
     def __getattr__(self, name):
         return getattr(self.model, name)
+
+
+def models_for(emb_cache: str | None, weights: str | None):
+    """(LiteMedSAM, organ head) for a benchmark's ``--emb-cache`` / ``--weights``; None = the packaged default."""
+    model = grounding = None
+    if emb_cache:
+        from medground.models import load_model
+
+        model = CachedEncoder(load_model("litemedsam"), emb_cache)
+    if weights:
+        from medground.models.grounding import load_grounding
+
+        grounding = load_grounding(weights)
+    return model, grounding
