@@ -44,10 +44,13 @@ def _gray(img: np.ndarray) -> np.ndarray:
 
 
 def iter_cases(dataset_root: str | Path, split: str | None = "train", *, shuffle: bool = False,
-               seed: int = 0) -> Iterator[tuple[dict[str, Any], np.ndarray, np.ndarray, dict[str, np.ndarray]]]:
-    """``(case record, image [z, rows, cols(, 3)], label [z, rows, cols], full masks)`` per case."""
+               seed: int = 0, cases: Iterable[str] | None = None
+               ) -> Iterator[tuple[dict[str, Any], np.ndarray, np.ndarray, dict[str, np.ndarray]]]:
+    """``(case record, image [z, rows, cols(, 3)], label [z, rows, cols], full masks)`` per case
+    (``cases``: only these case ids; the others are not read)."""
     root = Path(dataset_root)
-    cases = list_cases(root, split)
+    only = None if cases is None else set(cases)
+    cases = [c for c in list_cases(root, split) if only is None or c["id"] in only]
     if shuffle:
         random.Random(seed).shuffle(cases)
     for c in cases:
@@ -58,7 +61,7 @@ def iter_cases(dataset_root: str | Path, split: str | None = "train", *, shuffle
 def iter_slices(dataset_root: str | Path, split: str | None = "train", *, terms: Iterable[str] | None = None,
                 include_empty: bool = False, min_pixels: int = 1, every: int = 1, color: bool = False,
                 window=None, shuffle: bool = False, seed: int = 0,
-                with_meta: bool = False, start: int = 0) -> Iterator[tuple]:
+                with_meta: bool = False, start: int = 0, cases: Iterable[str] | None = None) -> Iterator[tuple]:
     """Yield ``(image, {term_id: mask})`` for every 2D slice of a converted dataset.
 
     * ``image``: float32 ``[rows, cols]`` in [0, 1] (``[rows, cols, 3]`` with ``color=True`` for
@@ -71,6 +74,7 @@ def iter_slices(dataset_root: str | Path, split: str | None = "train", *, terms:
     * ``every``: take every n-th slice of 3D volumes, from slice ``start`` (``every=2, start=1``: the odd
       slices); ``shuffle``: shuffle the case order.
     * ``window``: intensity scaling (see :func:`normalize_volume`), e.g. ``"lung"`` for CT lungs.
+    * ``cases``: only these case ids (None: every case of the split).
     * ``with_meta``: yield ``(image, masks, {"case", "patient", "slice", "dataset"})`` triples.
     """
     root = Path(dataset_root)
@@ -79,7 +83,7 @@ def iter_slices(dataset_root: str | Path, split: str | None = "train", *, terms:
     modality = (ds.get("modality") or [""])[0]
     keep = None if terms is None else set(terms)
     step = max(int(every), 1)
-    for case, img, lab, full in iter_cases(root, split, shuffle=shuffle, seed=seed):
+    for case, img, lab, full in iter_cases(root, split, shuffle=shuffle, seed=seed, cases=cases):
         vol = img if (color and img.ndim == 4) else _gray(img)
         vol = normalize_volume(vol, modality, window)
         for z in range(max(int(start), 0), lab.shape[0], step):

@@ -237,13 +237,17 @@ def _calibrated(term: str, bundle, key: str, default):
     return (getattr(bundle, "calibration", None) or {}).get(term, {}).get(key, default)
 
 
+def _per_term(value, term: str, bundle, key: str, default):
+    """A ``TextConfig`` setting for ``term``: the value itself, or from a dict term id -> value (terms it lacks:
+    "auto"); "auto" = the head's calibrated ``key`` (``default`` when it has none)."""
+    if isinstance(value, dict):
+        value = value.get(term, "auto")
+    return _calibrated(term, bundle, key, default) if value == "auto" else value
+
+
 def mask_mode(term: str, bundle, cfg: TextConfig) -> str:
     """How the mask of ``term`` is drawn (see ``TextConfig.mask_from``)."""
-    m = cfg.mask_from
-    if isinstance(m, dict):
-        m = m.get(term, "auto")
-    if m == "auto":
-        m = _calibrated(term, bundle, "mask_from", "decoder")
+    m = _per_term(cfg.mask_from, term, bundle, "mask_from", "decoder")
     if m not in MASK_MODES:
         raise ValueError(f"unknown mask mode {m!r}; use one of {MASK_MODES} or 'auto'")
     return m
@@ -251,11 +255,7 @@ def mask_mode(term: str, bundle, cfg: TextConfig) -> str:
 
 def heat_refine(term: str, bundle, cfg: TextConfig) -> str | None:
     """How the heat map of ``term`` is brought to the slice's resolution (see ``TextConfig.heat_refine``)."""
-    r = cfg.heat_refine
-    if isinstance(r, dict):
-        r = r.get(term, "auto")
-    if r == "auto":
-        r = _calibrated(term, bundle, "heat_refine", None)
+    r = _per_term(cfg.heat_refine, term, bundle, "heat_refine", None)
     if r not in (None, "guided"):
         raise ValueError(f"unknown heat_refine {r!r}; use 'guided', None or 'auto'")
     return r
@@ -263,12 +263,7 @@ def heat_refine(term: str, bundle, cfg: TextConfig) -> str | None:
 
 def box_margin(term: str, bundle, cfg: TextConfig) -> float:
     """How far the heat boxes of ``term`` grow before they prompt the decoder (see ``TextConfig.box_margin``)."""
-    b = cfg.box_margin
-    if isinstance(b, dict):
-        b = b.get(term, "auto")
-    if b == "auto":
-        b = _calibrated(term, bundle, "box_margin", 0.0)
-    return float(b)
+    return float(_per_term(cfg.box_margin, term, bundle, "box_margin", 0.0))
 
 
 def presence_threshold(term: str, bundle, cfg: TextConfig) -> float:

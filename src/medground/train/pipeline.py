@@ -115,10 +115,8 @@ def iter_samples(cfg: dict, progress_log=print) -> Iterator[Sample]:
             empty_p = float(entry.get("empty_fraction", 0.15))
             try:
                 it = iter_slices(droot, split, include_empty=True, every=every, with_meta=True,
-                                 terms=entry.get("terms"), start=start)
+                                 terms=entry.get("terms"), start=start, cases=entry.get("cases"))
                 for pic, masks, meta in it:
-                    if entry.get("cases") and meta["case"] not in entry["cases"]:
-                        continue
                     if not masks and rng.random() > empty_p:
                         continue
                     if cap is not None and n_split >= int(cap):
