@@ -163,3 +163,34 @@ def test_real_picture_and_mask(tmp_path, shared_data):
     assert img.shape == (w, h, 1)
     out = mio.save_mask(img.data > img.data.mean(), img, tmp_path / "m.png")
     assert Image.open(out).size == (w, h)
+
+
+# --------------------------------------------------------------------------- picture folders
+def test_picture_folder_is_a_volume_in_natural_name_order(tmp_path):
+    rng = np.random.default_rng(1)
+    folder = tmp_path / "slices"
+    folder.mkdir()
+    pages = [rng.integers(0, 255, size=(6, 9), dtype=np.uint8) for _ in range(11)]  # rows x cols
+    for z, page in enumerate(pages):
+        Image.fromarray(page).save(folder / f"slice_{z}.png")  # slice_10 sorts after slice_9
+    (folder / ".DS_Store").write_bytes(b"x")  # hidden files are ignored
+    img = mio.load(folder)
+    assert img.ndim == 3 and img.shape == (9, 6, 11) and not img.has_geometry
+    assert img.source_format == "png-folder"
+    for z, page in enumerate(pages):  # each slice in the picture's own (column, row) grid, like a single picture
+        assert np.array_equal(img.data[:, :, z], page.T)
+    assert np.array_equal(mio.load(folder / "slice_3.png").data[:, :, 0], img.data[:, :, 3])
+
+
+def test_picture_folder_with_slices_of_different_sizes_is_an_input_error(tmp_path):
+    Image.fromarray(np.full((6, 9), 7, np.uint8)).save(tmp_path / "a.png")
+    Image.fromarray(np.full((6, 8), 9, np.uint8)).save(tmp_path / "b.png")
+    with pytest.raises(mio.MedGroundInputError, match="differ in size"):
+        mio.load(tmp_path)
+
+
+def test_folder_of_pictures_and_other_files_is_read_as_dicom(tmp_path):
+    Image.fromarray(np.full((6, 9), 7, np.uint8)).save(tmp_path / "a.png")
+    (tmp_path / "notes.txt").write_text("not an image")
+    with pytest.raises(mio.MedGroundInputError, match="DICOM"):
+        mio.load(tmp_path)

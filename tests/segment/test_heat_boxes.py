@@ -55,3 +55,23 @@ def test_box_margin_resolution():
     assert box_margin("pancreas", b, TextConfig(box_margin=2)) == 2.0  # explicit for every term
     assert box_margin("pancreas", b, TextConfig(box_margin={"pancreas": 3, "liver": 1})) == 3.0
     assert box_margin("liver", b, TextConfig(box_margin={"pancreas": 3})) == 0.0  # missing from the dict: auto
+
+
+def test_a_wall_is_filled_across_its_cavity_and_the_cavity_cut_out():
+    from medground.segment.text import CAVITIES, _carve
+
+    yy, xx = np.mgrid[:40, :40]
+    r = np.hypot(xx - 20, yy - 20)
+    cavity = r < 8
+    # the coarse wall: a blob that spills into the lumen on one side and leaves a hole on the other
+    wall = (r < 12) & ~((r < 6) & (xx > 20))
+    m = np.stack([wall, np.zeros_like(wall)], -1)
+    c = np.stack([cavity, cavity], -1)
+    per_term = {"myocardium": {"mask": m.copy(), "present": True, "slices": [0]},
+                "left_ventricle": {"mask": c, "present": True, "slices": [0, 1]}}
+    _carve(per_term, {"myocardium": "left_ventricle"})
+    out = per_term["myocardium"]["mask"]
+    assert np.array_equal(out[:, :, 0], (r < 12) & ~cavity)  # a ring: filled, then the cavity removed
+    assert not out[:, :, 1].any()  # no wall where there was none, whatever the cavity
+    assert per_term["myocardium"]["present"] and per_term["myocardium"]["slices"] == [0]
+    assert CAVITIES["myocardium"] == "left_ventricle"

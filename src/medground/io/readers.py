@@ -67,7 +67,7 @@ def load(path, series: str | int | None = None, *, check: bool = True) -> MedIma
 def detect_format(p: Path) -> str:
     """'dicom-series', 'zip', 'dicom', 'nifti', 'nrrd' or 'picture' from content, then suffix."""
     if p.is_dir():
-        return "dicom-series"
+        return "picture-folder" if _picture_files(p) else "dicom-series"
     if not p.is_file():
         raise MedGroundInputError(f"{p} is not a regular file or folder.")
     try:
@@ -360,6 +360,42 @@ def _picture_array(im) -> np.ndarray:
     return np.asarray(im.convert("RGB"), dtype=np.uint8)
 
 
+def _picture_files(folder: Path) -> list[Path]:
+    """The pictures of a folder that holds nothing else (hidden files aside), in natural order
+    (``slice_2`` before ``slice_10``); [] when it holds anything else, e.g. DICOM files or sub-folders."""
+    import re
+
+    entries = [e for e in folder.iterdir() if not e.name.startswith(".")]
+    if not entries or any(not e.is_file() or e.suffix.lower() not in PICTURE_SUFFIXES for e in entries):
+        return []
+    key = lambda e: [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", e.name)]  # noqa: E731
+    return sorted(entries, key=key)
+
+
+def load_picture_folder(p: Path, series=None) -> MedImage:
+    """A folder of same-sized pictures (PNG/JPG... slices exported from a volume) as a volume without geometry:
+    one slice per file in natural name order, each in the picture's own (column, row) grid."""
+    files = _picture_files(p)
+    slices = [load_picture(f) for f in files]
+    first = slices[0]
+    for f, s in zip(files, slices):
+        if s.ndim != 2:
+            raise MedGroundInputError(f"{p.name}: {f.name} holds several pages; a picture folder takes one slice per file.")
+        if s.data.shape[:2] != first.data.shape[:2]:
+            raise MedGroundInputError(
+                f"{p.name}: the pictures differ in size ({files[0].name} is {first.data.shape[0]} x {first.data.shape[1]}, "
+                f"{f.name} is {s.data.shape[0]} x {s.data.shape[1]}); a picture folder must hold slices of one volume.")
+    color = any(s.photometric == "RGB" for s in slices)  # one colour slice: all as RGB
+    arrs = [s.data if s.data.ndim == 4 or not color else np.repeat(s.data[..., None], 3, axis=-1) for s in slices]
+    data = np.concatenate(arrs, axis=2)
+    meta = {"n_slices": len(files), "bit_depth": first.meta.get("bit_depth"),
+            "slice_files": [f.name for f in files[:3]] + (["..."] if len(files) > 3 else []),
+            "warnings": ["picture folder: slices stacked as z in file-name order; no spacing or orientation"]}
+    return MedImage(data=np.ascontiguousarray(data), affine=np.eye(4), ndim=3 if len(files) > 1 else 2,
+                    modality="OT", has_geometry=False, photometric="RGB" if color else "MONOCHROME2",
+                    source_path=str(p), source_format=f"{first.source_format}-folder", meta=meta)
+
+
 # --------------------------------------------------------------------------- DICOM
 def _load_dicom(p: Path, series=None) -> MedImage:
     from medground.io.dicom import load_dicom_file
@@ -370,13 +406,22 @@ def _load_dicom(p: Path, series=None) -> MedImage:
 def _load_dicom_series(p: Path, series=None) -> MedImage:
     from medground.io.dicom import load_dicom_series
 
-    return load_dicom_series(p, series=series)
+    try:
+        return load_dicom_series(p, series=series)
+    except MedGroundInputError as exc:
+        if p.is_dir() and "no DICOM images" in str(exc) and any(
+                e.suffix.lower() in PICTURE_SUFFIXES for e in p.iterdir() if e.is_file()):
+            raise MedGroundInputError(
+                f"{exc} It holds pictures, but also other files or folders: a folder read as a volume of picture "
+                "slices must hold nothing but same-sized pictures.") from exc
+        raise
 
 
 _READERS = {
     "nifti": load_nifti,
     "nrrd": load_nrrd,
     "picture": load_picture,
+    "picture-folder": load_picture_folder,
     "dicom": _load_dicom,
     "dicom-series": _load_dicom_series,
     "zip": _load_dicom_series,

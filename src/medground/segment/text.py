@@ -82,6 +82,14 @@ class TextConfig:
     sparse_iou: float = 0.4
     sparse_near: float = 0.5  # ... and wherever a term absent at both ends reaches this fraction of its threshold
     sparse_min_slices: int = 24
+    # a wall drawn around a cavity (the myocardium around the left ventricle's blood pool, see CAVITIES) is
+    # filled across the cavity and the cavity's own mask is cut out of it, slice by slice: the coarse heat of a
+    # ring spills into its lumen. The cavity is segmented for this even when it was not asked for.
+    carve_cavities: bool = True
+
+
+# wall term -> the cavity it encloses (both must be organ-head terms)
+CAVITIES = {"myocardium": "left_ventricle"}
 
 
 @dataclass
@@ -416,6 +424,22 @@ def route_terms(term_ids: list[str], organs, findings=None) -> dict[str, str]:
     return {t: route(t) for t in dict.fromkeys(term_ids)}
 
 
+def _carve(per_term: dict, carve: dict) -> None:
+    """Walls around cavities (``TextConfig.carve_cavities``): on every slice with the wall, the wall's mask with
+    its holes and the cavity filled, minus the cavity."""
+    from scipy import ndimage
+
+    for wall, cav in carve.items():
+        if wall not in per_term or cav not in per_term or not per_term[wall]["present"]:
+            continue
+        m, c = per_term[wall]["mask"], per_term[cav]["mask"]
+        for z in np.where(m.any(axis=(0, 1)))[0]:
+            m[:, :, z] = ndimage.binary_fill_holes(m[:, :, z] | c[:, :, z]) & ~c[:, :, z]
+        pt = per_term[wall]
+        pt["present"] = bool(m.any())
+        pt["slices"] = [z for z in pt["slices"] if m[:, :, z].any()]
+
+
 def _assemble(image: MedImage, prompts: list[str], resolved: list, per_term: dict, heads: dict,
               canon) -> list[SegmentationResult]:
     """One result per prompt: the union of its terms' masks in the input's grid."""
@@ -470,6 +494,10 @@ def segment_text(image: MedImage, prompts: list[str], device: str = "cpu", progr
     fb = findings or None
     all_ids = [t.id for r in resolved for t in r.terms]
     route = route_terms(all_ids, g, fb)
+    carve = {t: c for t, c in CAVITIES.items() if cfg.carve_cavities and route.get(t) == "organs"
+             and c in set(getattr(g, "term_ids", []))}
+    for c in carve.values():
+        route.setdefault(c, "organs")  # segmented for the carving only when not asked for
     atlas_ids = [t for t in route if route[t] == "atlas"]
     per_term: dict[str, dict] = {}
     extra: dict[str, Any] = {}
@@ -566,6 +594,7 @@ def segment_text(image: MedImage, prompts: list[str], device: str = "cpu", progr
         per_term[tid] = {"mask": vol, "presence": float(pz.max()) if Z > 1 else float(pz[0]),
                          "slices": [z for z in zs if vol[:, :, z].any()], "iou": float(np.mean(ious)) if ious else 0.0,
                          "present": present, "head": pl["hname"]}
+    _carve(per_term, carve)
     results = _assemble(image, prompts, resolved, per_term, heads, canon)
     extra = {**extra, "orientation": canon.info,
              "slice_sampling": {"mode": "all" if step == 1 else "adaptive", "slices": int(Z),
