@@ -6,7 +6,7 @@ import numpy as np
 
 from medground.io.image import MedImage
 from medground.models.orientation import NAMES
-from medground.segment.text import canonicalize, orientation_unknown
+from medground.segment.text import TextConfig, canonicalize, orientation_unknown
 
 
 class StubNet:
@@ -60,11 +60,26 @@ def test_classifier_unsure_or_identity_keeps_the_volume_as_stored():
         assert np.array_equal(c.image.data, img.data)
 
 
-def test_volume_with_header_orientation_ignores_the_classifier():
+def test_volume_with_header_orientation_is_not_mirrored_left_right_by_the_classifier():
     img = _volume(np.diag([1.0, 1.0, 2.0, 1.0]), {"qform_code": 1, "sform_code": 1})  # RAS
-    net = StubNet(NAMES.index("flip_lr"))
+    for net in (StubNet(NAMES.index("flip_lr")), StubNet(0), StubNet(NAMES.index("flip_ud"), p=0.5), None):
+        c = canonicalize(img, net)
+        assert c.info["method"] == "header geometry" and c.info["from"] == "RAS"
+        assert "transform_after_header" not in c.info
+        assert np.array_equal(c.image.data, img.data[::-1, ::-1])  # RAS -> LPS
+        assert np.array_equal(c.back(c.image.data), img.data)
+    assert canonicalize(img, StubNet(NAMES.index("flip_lr"))).info["anatomy_check"]["result"].startswith("a left-right")
+
+
+def test_header_contradicted_by_anatomy_is_overruled_and_masks_map_back():
+    """Slices restacked under a borrowed affine (spine at the top after the header's reorientation)."""
+    img = _volume(np.diag([1.0, 1.0, 2.0, 1.0]), {"qform_code": 1, "sform_code": 1})  # RAS
+    net = StubNet(NAMES.index("flip_ud"))
     c = canonicalize(img, net)
-    assert c.info["method"] == "header geometry" and c.info["from"] == "RAS"
-    assert not net.seen
-    assert np.array_equal(c.image.data, img.data[::-1, ::-1])  # RAS -> LPS
+    assert net.seen and c.info["method"] == "header geometry" and c.info["transform_after_header"] == "flip_ud"
+    assert c.info["anatomy_check"]["result"].startswith("contradicts the header")
+    lps = img.data[::-1, ::-1]
+    assert np.array_equal(c.image.data, lps[:, ::-1])  # flip_ud: the rows (Y) reversed
     assert np.array_equal(c.back(c.image.data), img.data)
+    off = TextConfig(header_check_min_prob=None)
+    assert np.array_equal(canonicalize(img, net, off).image.data, lps)

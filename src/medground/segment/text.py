@@ -48,6 +48,11 @@ class TextConfig:
     # decoder was trained on boxes around it); "auto": per term, the head's calibration (0 when it says nothing)
     box_margin: Any = "auto"
     orientation_min_prob: float = 0.6  # below this the picture is used as given
+    # a volume reoriented by its header is checked by the orientation classifier too: when identity gets at most
+    # header_check_max_identity and another transform at least header_check_min_prob, the anatomy overrules
+    # the header (said in findings.json); None: the header is always trusted
+    header_check_min_prob: float | None = 0.6
+    header_check_max_identity: float = 0.1
     max_gap: int = 1  # slices without presence tolerated inside an organ's z range
     batch_size: int = 8
     keep_largest_3d: bool = True
@@ -114,6 +119,50 @@ def _in_plane(a: np.ndarray, k: int) -> np.ndarray:
     return np.ascontiguousarray(np.swapaxes(dihedral(np.swapaxes(a, 0, 1), k), 0, 1))
 
 
+def _orientation_probs(image: MedImage, orient_net) -> tuple[np.ndarray, int]:
+    """The orientation classifier's probabilities for the 8 transforms (for a volume, the mean over up to 7
+    slices of its middle half) and how many slices they came from."""
+    from medground.train.cache import thumbnail
+
+    grey = image.gray()
+    Z = grey.shape[2]
+    zs = [0] if Z == 1 else sorted(set(np.linspace(Z // 4, max(Z // 4, (3 * Z) // 4 - 1), min(Z, 7)).astype(int)))
+    probs = np.mean([orient_net.predict(thumbnail(np.moveaxis(grey[:, :, z], 0, 1))) for z in zs], axis=0)
+    return probs, len(zs)
+
+
+def _probs_info(probs: np.ndarray) -> dict:
+    return {NAMES[i]: round(float(p), 4) for i, p in enumerate(probs)}
+
+
+def _anatomy_check(hc: Canonical, orient_net, cfg: TextConfig) -> Canonical:
+    """A volume reoriented by its header is shown to the orientation classifier; when the anatomy clearly
+    contradicts the header (identity at most ``header_check_max_identity``, one other transform at least
+    ``header_check_min_prob`` - e.g. slices exported from another tool and restacked under a borrowed
+    affine, spine at the top), that transform is applied on top of the header's and ``findings.json`` says so.
+    A pure left-right mirror never overrules the header (the classifier confuses left and right more often
+    than a header does). Masks still map back to the input's own grid."""
+    if orient_net is None or cfg.header_check_min_prob is None:
+        return hc
+    probs, n = _orientation_probs(hc.image, orient_net)
+    k = int(np.argmax(probs))
+    check = {"probabilities": _probs_info(probs), "slices_used": n}
+    hc.info["anatomy_check"] = check
+    if k == 0 or probs[0] > cfg.header_check_max_identity or probs[k] < cfg.header_check_min_prob:
+        check["result"] = "consistent with the header"
+        return hc
+    if NAMES[k] == "flip_lr":  # left and right are what a header gets right and a thumbnail gets wrong
+        check["result"] = "a left-right mirror of the header's view (not applied: the header is trusted on left and right)"
+        return hc
+    inv_k = INVERSE[k]
+    check["result"] = f"contradicts the header: the slices look {NAMES[k]}; {NAMES[inv_k]} applied after the header's reorientation"
+    img = hc.image
+    canon = MedImage(_in_plane(img.data, inv_k), np.asarray(img.affine, dtype=float).copy(), img.ndim, img.modality,
+                     img.has_geometry, img.photometric, img.source_path, img.source_format, dict(img.meta))
+    back = hc.back
+    return Canonical(canon, lambda a: back(_in_plane(a, k)), {**hc.info, "transform_after_header": NAMES[inv_k]})
+
+
 def canonicalize(image: MedImage, orient_net=None, cfg: TextConfig | None = None) -> Canonical:
     cfg = cfg or TextConfig()
     if image.has_geometry and (image.ndim == 3 or image.source_format.startswith("dicom")) \
@@ -131,8 +180,9 @@ def canonicalize(image: MedImage, orient_net=None, cfg: TextConfig | None = None
         canon = image.with_data(np.ascontiguousarray(data), affine=aff) if data.shape[:3] == image.shape else \
             MedImage(np.ascontiguousarray(data), aff, image.ndim, image.modality, image.has_geometry,
                      image.photometric, image.source_path, image.source_format, dict(image.meta))
-        return Canonical(canon, lambda a: np.ascontiguousarray(no.apply_orientation(a, inv)),
-                         {"method": "header geometry", "from": "".join(no.ornt2axcodes(src)), "to": "LPS"})
+        hc = Canonical(canon, lambda a: np.ascontiguousarray(no.apply_orientation(a, inv)),
+                       {"method": "header geometry", "from": "".join(no.ornt2axcodes(src)), "to": "LPS"})
+        return _anatomy_check(hc, orient_net, cfg)
     # a picture, or a volume whose header has no orientation: ask the orientation classifier (for a volume,
     # the mean of its probabilities over slices of the middle half; one transform for every slice)
     no_header = image.ndim == 3 and image.has_geometry
@@ -141,18 +191,12 @@ def canonicalize(image: MedImage, orient_net=None, cfg: TextConfig | None = None
         if no_header:
             info["reason"] = "the header has no orientation (identity affine or no qform/sform)"
         return Canonical(image, lambda a: a, info)
-    from medground.train.cache import thumbnail
-
-    grey = image.gray()
-    Z = grey.shape[2]
-    zs = [0] if Z == 1 else sorted(set(np.linspace(Z // 4, max(Z // 4, (3 * Z) // 4 - 1), min(Z, 7)).astype(int)))
-    probs = np.mean([orient_net.predict(thumbnail(np.moveaxis(grey[:, :, z], 0, 1))) for z in zs], axis=0)
+    probs, n = _orientation_probs(image, orient_net)
     k = int(np.argmax(probs))
-    info = {"method": "orientation classifier", "probabilities": {NAMES[i]: round(float(p), 4)
-                                                                   for i, p in enumerate(probs)}}
+    info = {"method": "orientation classifier", "probabilities": _probs_info(probs)}
     if no_header:
         info["reason"] = "the header has no orientation (identity affine or no qform/sform)"
-        info["slices_used"] = len(zs)
+        info["slices_used"] = n
     if k == 0 or probs[k] < cfg.orientation_min_prob:
         info["transform"] = "identity"
         return Canonical(image, lambda a: a, info)
