@@ -68,7 +68,24 @@ def test_volume_with_header_orientation_is_not_mirrored_left_right_by_the_classi
         assert "transform_after_header" not in c.info
         assert np.array_equal(c.image.data, img.data[::-1, ::-1])  # RAS -> LPS
         assert np.array_equal(c.back(c.image.data), img.data)
-    assert canonicalize(img, StubNet(NAMES.index("flip_lr"))).info["anatomy_check"]["result"].startswith("a left-right")
+    assert canonicalize(img, StubNet(NAMES.index("flip_lr"))).info["anatomy_check"]["result"].startswith("consistent")
+
+
+class SplitNet(StubNet):
+    """Unsure between a view and its left-right mirror (rot180 / flip_ud: upside down either way)."""
+
+    def predict(self, thumb):
+        self.seen.append(thumb)
+        probs = np.full(8, 0.01)
+        probs[NAMES.index("rot180")] = probs[NAMES.index("flip_ud")] = 0.47
+        return probs
+
+
+def test_upside_down_split_between_mirrors_keeps_the_headers_left_and_right():
+    img = _volume(np.diag([1.0, 1.0, 2.0, 1.0]), {"qform_code": 1, "sform_code": 1})  # RAS
+    c = canonicalize(img, SplitNet(0))
+    assert c.info["transform_after_header"] == "flip_ud"  # rot180 would also mirror left and right
+    assert np.array_equal(c.back(c.image.data), img.data)
 
 
 def test_header_contradicted_by_anatomy_is_overruled_and_masks_map_back():

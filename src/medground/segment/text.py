@@ -91,6 +91,27 @@ class TextConfig:
     # filled across the cavity and the cavity's own mask is cut out of it, slice by slice: the coarse heat of a
     # ring spills into its lumen. The cavity is segmented for this even when it was not asked for.
     carve_cavities: bool = True
+    # a prompt naming a pair or a group ("lungs" = left + right lung) is segmented as its parts, unless the head
+    # was trained on the whole and this says so: True / False, a list of the image kinds ("2d", "3d") where the
+    # whole is used, a dict whole term id -> one of those, or "auto": the head's calibration (chosen on
+    # validation patients; e.g. the whole lung on radiographs, whose references draw the lung behind the heart)
+    whole: Any = "auto"
+
+
+def use_wholes(resolved: list, organs, cfg: TextConfig, kind: str) -> list:
+    """``resolved`` with each prompt that named a whole ("lungs") segmented as that whole instead of its parts
+    where ``TextConfig.whole`` says so for this kind of image ("2d" or "3d") and the organ head knows the whole."""
+    import dataclasses
+
+    known = set(getattr(organs, "term_ids", []))
+    out = []
+    for r in resolved:
+        if len(r.terms) > 1 and r.term.id in known:
+            v = _per_term(cfg.whole, r.term.id, organs, "whole", False)
+            if v is True or (isinstance(v, (list, tuple)) and kind in v):
+                r = dataclasses.replace(r, terms=[r.term])
+        out.append(r)
+    return out
 
 
 # wall term -> the cavity it encloses (both must be organ-head terms)
@@ -135,27 +156,38 @@ def _probs_info(probs: np.ndarray) -> dict:
     return {NAMES[i]: round(float(p), 4) for i, p in enumerate(probs)}
 
 
+def _lr_partner(k: int) -> int:
+    """The transform that differs from ``k`` by a left-right mirror of the anatomy (identity <-> flip_lr,
+    flip_ud <-> rot180, rot90 <-> transpose, rot270 <-> anti_transpose)."""
+    x = np.arange(16.0).reshape(4, 4)
+    y = dihedral(dihedral(x, NAMES.index("flip_lr")), k)
+    return next(j for j in range(8) if np.array_equal(dihedral(x, j), y))
+
+
 def _anatomy_check(hc: Canonical, orient_net, cfg: TextConfig) -> Canonical:
-    """A volume reoriented by its header is shown to the orientation classifier; when the anatomy clearly
-    contradicts the header (identity at most ``header_check_max_identity``, one other transform at least
-    ``header_check_min_prob`` - e.g. slices exported from another tool and restacked under a borrowed
-    affine, spine at the top), that transform is applied on top of the header's and ``findings.json`` says so.
-    A pure left-right mirror never overrules the header (the classifier confuses left and right more often
-    than a header does). Masks still map back to the input's own grid."""
+    """A volume reoriented by its header is shown to the orientation classifier. The header is trusted on left and
+    right (the classifier confuses a view with its left-right mirror more often than a header does), so the
+    classifier's probabilities are pooled over mirror pairs; when the pair holding the header's own view gets at
+    most ``header_check_max_identity`` and another pair at least ``header_check_min_prob`` (e.g. slices exported
+    from another tool and restacked under a borrowed affine: spine at the top), that pair's transform is applied
+    on top of the header's - the member keeping the header's left-right axis where one does (flip_ud), else the
+    likelier - and ``findings.json`` says so. Masks still map back to the input's own grid."""
     if orient_net is None or cfg.header_check_min_prob is None:
         return hc
     probs, n = _orientation_probs(hc.image, orient_net)
-    k = int(np.argmax(probs))
+    pair = np.array([probs[k] + probs[_lr_partner(k)] for k in range(8)])
+    k = int(np.argmax(pair))
     check = {"probabilities": _probs_info(probs), "slices_used": n}
     hc.info["anatomy_check"] = check
-    if k == 0 or probs[0] > cfg.header_check_max_identity or probs[k] < cfg.header_check_min_prob:
-        check["result"] = "consistent with the header"
+    if pair[0] > cfg.header_check_max_identity or pair[k] < cfg.header_check_min_prob or k in (0, _lr_partner(0)):
+        check["result"] = "consistent with the header (left-right mirrors pooled)"
         return hc
-    if NAMES[k] == "flip_lr":  # left and right are what a header gets right and a thumbnail gets wrong
-        check["result"] = "a left-right mirror of the header's view (not applied: the header is trusted on left and right)"
-        return hc
+    j = _lr_partner(k)
+    keeps_x = [m for m in (k, j) if NAMES[m] in ("identity", "flip_ud")]  # the column (left-right) axis kept
+    k = keeps_x[0] if keeps_x else (k if probs[k] >= probs[j] else j)
     inv_k = INVERSE[k]
-    check["result"] = f"contradicts the header: the slices look {NAMES[k]}; {NAMES[inv_k]} applied after the header's reorientation"
+    check["result"] = (f"contradicts the header: the slices look {NAMES[k]} (with its mirror, p = {pair[k]:.2f}); "
+                       f"{NAMES[inv_k]} applied after the header's reorientation")
     img = hc.image
     canon = MedImage(_in_plane(img.data, inv_k), np.asarray(img.affine, dtype=float).copy(), img.ndim, img.modality,
                      img.has_geometry, img.photometric, img.source_path, img.source_format, dict(img.meta))
@@ -536,6 +568,7 @@ def segment_text(image: MedImage, prompts: list[str], device: str = "cpu", progr
     if isinstance(findings, str) and findings == "auto":
         findings = load_findings(device=device) if grounding is None else None
     fb = findings or None
+    resolved = use_wholes(resolved, g, cfg, "2d" if image.ndim == 2 else "3d")
     all_ids = [t.id for r in resolved for t in r.terms]
     route = route_terms(all_ids, g, fb)
     carve = {t: c for t, c in CAVITIES.items() if cfg.carve_cavities and route.get(t) == "organs"
