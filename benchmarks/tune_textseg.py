@@ -73,10 +73,13 @@ def main(argv=None):
             per = {k: round(v["dice"]["mean"], 3) for k, v in s["per_class"].items()}
             raw.setdefault(ds, {})[name] = {"mean": s["overall"]["dice"]["mean"], "per_class": per,
                                             "slice_presence": agg.slice_presence}
-            rows.append(f"| {ds} | {name} | {s['overall']['dice']['mean']:.3f} | "
+            sp = agg.slice_presence
+            spec = f"{sp['TN'] / max(1, sp['TN'] + sp['FP']):.3f} / {sp['TP'] / max(1, sp['TP'] + sp['FN']):.3f}" \
+                if sum(sp.values()) else "–"
+            rows.append(f"| {ds} | {name} | {s['overall']['dice']['mean']:.3f} | {spec} | "
                         + ", ".join(f"{k} {v:.2f}" for k, v in sorted(per.items())) + " |")
             print(rows[-1], f"[{time.time() - t:.0f}s]", flush=True)
-    table = ["| dataset | variant | mean Dice | per class |", "|---|---|---:|---|"] + rows
+    table = ["| dataset | variant | mean Dice | slice presence spec / sens | per class |", "|---|---|---:|---|---|"] + rows
     if rows:
         print("\n".join(table))
     if a.choose:

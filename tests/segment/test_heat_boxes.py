@@ -75,3 +75,14 @@ def test_a_wall_is_filled_across_its_cavity_and_the_cavity_cut_out():
     assert not out[:, :, 1].any()  # no wall where there was none, whatever the cavity
     assert per_term["myocardium"]["present"] and per_term["myocardium"]["slices"] == [0]
     assert CAVITIES["myocardium"] == "left_ventricle"
+
+
+def test_weak_ends_of_a_run_are_trimmed_unless_nothing_is_strong():
+    from medground.segment.text import _trim_run
+
+    pz = np.array([0.1, 0.55, 0.7, 0.95, 0.99, 0.9, 0.6, 0.2])
+    assert _trim_run((1, 6), pz, None) == (1, 7)
+    assert _trim_run((1, 6), pz, 0.8) == (3, 6)  # slices 3..5
+    assert _trim_run((1, 6), pz, 0.65) == (2, 6)
+    weak = np.array([0.4, 0.5, 0.45])
+    assert _trim_run((0, 2), weak, 0.8) == (0, 3)  # no slice reaches 0.8: the run is kept whole

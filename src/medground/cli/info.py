@@ -51,7 +51,7 @@ def _fmt(v: Any) -> str:
 
 @app.command("info")
 def info(
-    path: Path = typer.Argument(..., help="Image file, DICOM folder or .zip."),
+    path: Path = typer.Argument(..., help="Image file, DICOM folder or .zip, or a folder of picture slices."),
     series: Optional[str] = typer.Option(
         None, "--series", help="DICOM series to read: index (see the series list) or SeriesInstanceUID."
     ),

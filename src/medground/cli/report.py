@@ -15,7 +15,7 @@ from medground.cli.main import app
                   "ranges, and write report.json, report.md, report.html (with pictures), the masks, "
                   "findings.json and, for DICOM input, a DICOM SEG and a DICOM SR (report.dcm).")
 def report(
-    input: Path = typer.Argument(..., help="Image file (NIfTI, NRRD, DICOM, PNG/JPG), DICOM series folder or zip."),
+    input: Path = typer.Argument(..., help="Image file (NIfTI, NRRD, DICOM, PNG/JPG), DICOM series folder or zip, or a folder of picture slices."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder (created if missing)."),
     panel: Optional[str] = typer.Option(None, "--panel", help="Comma-separated structures to report, e.g. "
                                         "'liver,spleen,kidneys', or a panel name (ct_abdomen, ct_chest, "

@@ -19,7 +19,8 @@ IMAGE_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".dcm", ".png", ".jpg", "
                   "findings.json, overlay PNGs and, for DICOM input, a DICOM SEG.")
 def segment(
     input: Path = typer.Argument(..., help="Image file (NIfTI, NRRD, DICOM, PNG/JPG/BMP/TIFF), DICOM series "
-                                           "folder or zip, or with --boxes a folder of images."),
+                                           "folder or zip, a folder holding only same-sized picture slices (a "
+                                           "volume, in file-name order), or with --boxes a folder of images."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder (created if missing)."),
     box: Optional[list[str]] = typer.Option(None, "--box", help="Box x0,y0,x1,y1 in pixel/voxel indices "
                                             "(inclusive; x = column / first array axis). On a volume give "
