@@ -86,3 +86,15 @@ def test_weak_ends_of_a_run_are_trimmed_unless_nothing_is_strong():
     assert _trim_run((1, 6), pz, 0.65) == (2, 6)
     weak = np.array([0.4, 0.5, 0.45])
     assert _trim_run((0, 2), weak, 0.8) == (0, 3)  # no slice reaches 0.8: the run is kept whole
+
+
+def test_heat_is_smoothed_along_z_per_term():
+    from medground.segment.text import smooth_z
+
+    H = torch.zeros(5, 2, 3, 3)
+    H[2] = 4.0  # a one-slice spike for both terms
+    out = smooth_z(H, torch.tensor([0.25, 0.0]))
+    assert torch.allclose(out[:, 0, 0, 0], torch.tensor([0.0, 1.0, 2.0, 1.0, 0.0]))
+    assert torch.equal(out[:, 1], H[:, 1])  # weight 0: untouched
+    flat = torch.ones(4, 1, 2, 2)
+    assert torch.allclose(smooth_z(flat, torch.tensor([0.25])), flat)  # constant along z (ends included) stays

@@ -149,7 +149,7 @@ def load_head(path: str | Path, device: str = "cpu") -> tuple[GroundingHead, dic
     return head, obj
 
 
-CALIBRATED = ("mask_from", "presence_threshold", "heat_refine", "box_margin", "whole")
+CALIBRATED = ("mask_from", "presence_threshold", "heat_refine", "box_margin", "whole", "heat_z_smooth")
 
 
 def set_calibration(path: str | Path, table: dict[str, dict], note: str) -> None:

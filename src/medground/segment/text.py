@@ -60,6 +60,9 @@ class TextConfig:
     # volumes: the first and last slices of a structure's run whose presence stays below this are dropped (the
     # slice just past an organ's end often scores 0.5-0.8); a run where no slice reaches it is kept whole. None: off
     run_end_presence: float | None = None
+    # volumes: each slice's heat logits become (1 - 2w) x its own + w x each neighbour's (0: off); a number, a dict
+    # term id -> number, or "auto": per term, the head's calibration (0 when it says nothing)
+    heat_z_smooth: Any = "auto"
     batch_size: int = 8
     keep_largest_3d: bool = True
     # what draws the mask on a slice where a term is present: "decoder" (LiteMedSAM inside each heat box),
@@ -263,6 +266,13 @@ def _runs(flags: np.ndarray, max_gap: int) -> list[tuple[int, int]]:
         prev = int(i)
     runs.append((start, prev))
     return runs
+
+
+def smooth_z(heat: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """Heat logits (Z, T, G, G): each slice's become (1 - 2 w_t) x its own + w_t x each neighbour's (the end slices
+    count themselves as their missing neighbour); ``w``: (T,) per term."""
+    w = w.to(heat.dtype)[None, :, None, None]
+    return (1 - 2 * w) * heat + w * torch.cat([heat[:1], heat[:-1]]) + w * torch.cat([heat[1:], heat[-1:]])
 
 
 def _trim_run(run: tuple[int, int], pz: np.ndarray, end: float | None) -> tuple[int, int]:
@@ -620,6 +630,11 @@ def segment_text(image: MedImage, prompts: list[str], device: str = "cpu", progr
     max_step = _coarse_step(canon.image, cfg, findings_used="findings" in used, gap_mm=cfg.sparse_gap_mm)
     edge_step = _coarse_step(canon.image, cfg, findings_used="findings" in used, gap_mm=cfg.sparse_edge_mm)
     heat_t, pres_t, encoded = _score_slices(pred, Z, step, heads, used, temb, thresholds, cfg, max_step, edge_step)
+    if Z > 2:  # per term, each slice's heat logits mixed with its two neighbours' (TextConfig.heat_z_smooth)
+        for h in used:
+            w = torch.tensor([float(_per_term(cfg.heat_z_smooth, t, heads[h], "heat_z_smooth", 0.0)) for t in col[h]])
+            if bool((w > 0).any()):
+                heat_t[h] = smooth_z(heat_t[h], w)
     # 1. per term: the slices it is present on and its heat boxes there
     plans: dict[str, dict] = {}
     for tid in tids:
