@@ -75,12 +75,8 @@ def main(argv=None):
                 res, extra = segment_text(image, prompts, grounding=grounding, model=model, cfg=cfg)
                 secs = time.time() - t
                 ref = conv_lab if route == "converted" else lab  # the same voxels, permuted
-                if route == "converted":
-                    masks = [r.mask for r in res]
-                elif route == "picture folder":
-                    masks = [np.transpose(r.mask, (1, 0, 2)) for r in res]
-                else:  # restacked: the input grid is the source's
-                    masks = [r.mask for r in res]
+                # masks are in the input's grid: the pictures' (column, row) for a folder, else the reference's own
+                masks = [np.transpose(r.mask, (1, 0, 2)) if route == "picture folder" else r.mask for r in res]
                 d = {names[k]: _dice(m, ref == k) for k, m in zip(names, masks)}
                 o = extra["orientation"]
                 how = o.get("transform_after_header") and f"header + {o['transform_after_header']}" or \
