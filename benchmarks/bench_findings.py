@@ -28,6 +28,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from embcache import CachedEncoder  # noqa: E402
+from medground.evaluate.metrics import dice_score as dice
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMPTS = ["lesion", "tumour", "brain tumour", "polyp", "skin lesion"]
@@ -35,11 +36,6 @@ OWN = {"ct-lesions": ["lesion"], "mr-tumour": ["brain tumour", "tumour", "lesion
        "endoscopy-kvasir": ["polyp", "lesion"], "dermoscopy-ph2": ["skin lesion", "lesion"]}
 OTHER = {"ct-lesions": ["brain tumour", "polyp", "skin lesion"], "mr-tumour": ["polyp", "skin lesion"],
          "endoscopy-kvasir": ["brain tumour", "skin lesion"], "dermoscopy-ph2": ["brain tumour", "polyp"]}
-
-
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    s = a.sum() + b.sum()
-    return float(2 * (a & b).sum() / s) if s else 1.0
 
 
 def box_path(pred, ref: np.ndarray) -> np.ndarray:

@@ -23,13 +23,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+from medground.evaluate.metrics import dice_score as _dice
 
 DATASETS = ("btcv-ct", "chaos-mr")
-
-
-def _dice(a, b) -> float:
-    s = int(a.sum()) + int(b.sum())
-    return 1.0 if s == 0 else 2.0 * int((a & b).sum()) / s
 
 
 def main(argv=None):

@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from medground.models.reference import timm_stand_in
+from medground.evaluate.metrics import dice_score as dice
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("MEDGROUND_SHARED_DATA") or ROOT.parent / "shared" / "data")
@@ -86,12 +87,6 @@ def to_input(img: np.ndarray) -> torch.Tensor:
         t = t / 255.0
     t = F.interpolate(t, size=(256, 256), mode="bilinear", align_corners=False)
     return t.expand(-1, 3, -1, -1).contiguous()
-
-
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = a.astype(bool), b.astype(bool)
-    s = a.sum() + b.sum()
-    return 1.0 if s == 0 else float(2 * (a & b).sum() / s)
 
 
 def timed(fn) -> float:

@@ -18,11 +18,7 @@ from medground.data import list_cases, read_dataset
 from medground.segment.engine import PropagationConfig, segment_prompt
 from medground.segment.predictor import SlicePredictor
 from medground.segment.prompts import Prompt
-
-
-def dice(a, b):
-    s = a.sum() + b.sum()
-    return 1.0 if s == 0 else float(2 * np.logical_and(a, b).sum() / s)
+from medground.evaluate.metrics import dice_score as dice
 
 
 def main(argv=None):

@@ -95,3 +95,18 @@ def test_bad_input():
         compute_metrics(np.zeros((4, 4), bool), np.zeros((4, 5), bool), None)
     with pytest.raises(MedGroundInputError):
         compute_metrics(np.zeros((4, 4, 4), bool), np.zeros((4, 4, 4), bool), (1.0, 1.0))
+
+
+def test_dice_score_plain_overlap_and_empty_rule():
+    from medground.evaluate.metrics import compute_metrics, dice_score
+
+    a = np.zeros((6, 6), bool)
+    b = np.zeros((6, 6), bool)
+    assert dice_score(a, b) == 1.0  # both empty: true negative
+    a[1:3, 1:3] = True
+    assert dice_score(a, b) == 0.0  # one empty
+    b[2:4, 1:3] = True
+    assert dice_score(a, b) == pytest.approx(0.5)
+    assert dice_score(a.astype(np.uint8) * 3, b) == pytest.approx(compute_metrics(a, b)["dice"])
+    with pytest.raises(MedGroundInputError):
+        dice_score(a, b[:5])

@@ -44,9 +44,9 @@ def test_old_coarse_checkpoints_keep_their_config(tmp_path):
     assert not back.fine and back.grid == 32
 
 
-def _synthetic_cache(tmp_path, n=48, seed=0):
-    """Slices whose 'embedding' marks two small squares (3 x 3 cells of 64) by channel; term 'a' is the
-    square on channel 0, 'b' the one on channel 1; 'b' is absent from every third slice."""
+def _synthetic_cache(tmp_path, n=48, seed=0, half=6):
+    """Slices whose 'embedding' marks two small squares (3 x 3 cells of 64 for half=6) by channel; term 'a' is
+    the square on channel 0, 'b' the one on channel 1; 'b' is absent from every third slice."""
     from medground.train.cache import Sample, build_cache
 
     rng = np.random.default_rng(seed)
@@ -60,7 +60,7 @@ def _synthetic_cache(tmp_path, n=48, seed=0):
                 continue
             y, x = rng.integers(8, 240, size=2)
             m = np.zeros((256, 256), bool)
-            m[y - 6: y + 6, x - 6: x + 6] = True
+            m[y - half: y + half, x - half: x + half] = True
             masks[term] = m
             marks.append((i, ch, m))
         samples.append(Sample(pic, masks, ("a", "b"), "syn", f"c{i}", i, "OT", "train" if i < n - 12 else "val"))
@@ -97,6 +97,68 @@ def test_training_a_fine_head_finds_small_structures(tmp_path):
     # a 12-pixel square is 3 x 3 cells of the fine grid: found where it is, and 'b' reported absent
     assert val["grid_dice"] > 0.5, val
     assert val["absent_specificity"] > 0.7, val
+
+
+def _heat_on_positives(head, cache, temb):
+    """Mean heat probability on the cells the val structures cover (weighted by the covered fraction)."""
+    vals = []
+    rows = cache.select("val")
+    with torch.no_grad():
+        heat, _ = head(torch.from_numpy(cache.emb[rows].astype(np.float32)), temb)
+    for b, r in enumerate(rows):
+        for t, k in cache.by_row.get(int(r), []):
+            w = cache.tmasks[k] / 255.0  # covered fraction of each cell
+            vals.append(float((torch.sigmoid(heat[b, t]).numpy() * w).sum() / w.sum()))
+    return float(np.mean(vals))
+
+
+def test_small_structure_weighting_pushes_harder_on_small_structures_only():
+    """The size-weighted BCE: the pull up on a 1-cell structure's cell grows by sqrt(small_cells / area) (capped at
+    pos_weight_max); a structure of small_cells cells or more, and the empty cells, keep the plain loss."""
+    from medground.train.grounding import HeadTrainConfig, heat_losses
+
+    t = torch.zeros(3, 64, 64)
+    t[0, 10, 10] = 1.0  # 1 cell
+    t[1, 20:30, 20:30] = 1.0  # 100 cells >= small_cells
+    pos = torch.tensor([True, True, False])  # the third: an absent structure (all-zero target)
+
+    def grads(cfg):
+        heat = torch.full((3, 64, 64), -4.0, requires_grad=True)
+        loss_heat, _ = heat_losses(heat, t, pos, cfg)
+        loss_heat.backward()
+        return heat.grad
+
+    plain = grads(HeadTrainConfig())
+    weighted = grads(HeadTrainConfig(pos_weight_max=6.0, small_cells=64.0))
+    assert weighted[0, 10, 10] / plain[0, 10, 10] == pytest.approx(6.0, rel=1e-4)  # sqrt(64 / 1) = 8, capped at 6
+    assert torch.allclose(weighted[1], plain[1]) and torch.allclose(weighted[2], plain[2])
+    assert torch.allclose(weighted[0, 0, 0], plain[0, 0, 0])  # empty cells of the small structure's map
+    mid = grads(HeadTrainConfig(pos_weight_max=6.0, small_cells=16.0))
+    assert mid[0, 10, 10] / plain[0, 10, 10] == pytest.approx(4.0, rel=1e-4)
+
+
+def test_warm_start_continues_from_a_checkpoint(tmp_path):
+    from medground.train.cache import EmbeddingCache
+    from medground.train.grounding import HeadTrainConfig, train_head
+
+    torch.set_num_threads(1)
+    cache = EmbeddingCache(_synthetic_cache(tmp_path, n=24))
+    temb = torch.eye(2, 384)
+    hk = {"fine": True, "hidden": 16, "queries": 2, "depth": 1, "mix": 8}
+    torch.manual_seed(123)
+    start = GroundingHead(grid=64, **hk)
+    path = save_head(start, tmp_path / "start.pt", ["a", "b"], temb, {"name": "t"})
+    ref = {k: v.half().float() for k, v in start.state_dict().items()}  # what the checkpoint holds
+    # a vanishing learning rate: the result is the starting checkpoint, not the seed's fresh initialisation
+    head, _ = train_head(cache, temb, HeadTrainConfig(epochs=1, batch=12, lr=1e-12, head=hk, init_from=str(path)),
+                         log=lambda *_: None)
+    fresh, _ = train_head(cache, temb, HeadTrainConfig(epochs=1, batch=12, lr=1e-12, head=hk), log=lambda *_: None)
+    w = "reduce.0.weight"
+    assert torch.allclose(head.state_dict()[w], ref[w], atol=1e-6)
+    assert not torch.allclose(fresh.state_dict()[w], ref[w], atol=1e-3)
+    with pytest.raises(ValueError, match="differs"):
+        train_head(cache, temb, HeadTrainConfig(epochs=1, head=dict(hk, hidden=32), init_from=str(path)),
+                   log=lambda *_: None)
 
 
 def test_calibration_is_stored_in_the_checkpoint_and_read_by_the_bundle(tmp_path):

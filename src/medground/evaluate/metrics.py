@@ -70,6 +70,17 @@ def _prepare(pred: Any, ref: Any, spacing: Sequence[float] | None) -> tuple[np.n
     return p, r, sp
 
 
+def dice_score(pred: Any, ref: Any) -> float:
+    """Plain Dice of two masks of the same shape (``> 0`` binarises), without MONAI or spacing: the quick
+    overlap used inside loops (benchmarks, propagation checks). Follows the empty-mask rule above: both empty
+    -> 1.0, exactly one empty -> 0.0."""
+    p, r = np.asarray(pred) > 0, np.asarray(ref) > 0
+    if p.shape != r.shape:
+        raise MedGroundInputError(f"Prediction shape {p.shape} differs from reference shape {r.shape}.")
+    s = int(p.sum()) + int(r.sum())
+    return 1.0 if s == 0 else 2.0 * int(np.logical_and(p, r).sum()) / s
+
+
 def presence_class(pred_present: bool, ref_present: bool) -> str:
     """'TP', 'FP', 'TN' or 'FN' for structure presence (reference = truth)."""
     if ref_present:

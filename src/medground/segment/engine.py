@@ -16,6 +16,7 @@ import numpy as np
 from medground.io.image import MedGroundInputError, MedImage
 from medground.segment.predictor import SlicePredictor
 from medground.segment.prompts import Prompt, validate_prompt
+from medground.evaluate.metrics import dice_score as _dice
 
 
 @dataclass
@@ -41,11 +42,6 @@ class SegmentationResult:
     name: str
     slices: list[int] = field(default_factory=list)
     per_slice_iou: dict[int, float] = field(default_factory=dict)
-
-
-def _dice(a: np.ndarray, b: np.ndarray) -> float:
-    s = a.sum() + b.sum()
-    return 1.0 if s == 0 else float(2.0 * np.logical_and(a, b).sum() / s)
 
 
 def _mask_box(m: np.ndarray) -> tuple[float, float, float, float] | None:

@@ -30,12 +30,37 @@ class HeadTrainConfig:
     # chest radiograph, abdominal organs on a brain MR): extra true negatives, so that a prompt for a structure
     # outside the field of view is answered "absent" instead of drawn where a similar one would be
     absent: dict = field(default_factory=dict)
+    # weight of the soft-Dice term of present structures (scale-free: a 3-cell adrenal counts as much as the liver)
+    dice_weight: float = 1.0
+    # a present structure covering A < small_cells grid cells has its cells' BCE weighted by
+    # min(pos_weight_max, sqrt(small_cells / A)); 1: off. Without it, the heat of structures of 1-4 cells (the
+    # adrenal glands on a 64 grid) collapses to ~0 while their presence is learned
+    pos_weight_max: float = 1.0
+    small_cells: float = 64.0
+    # warm start: the head's weights from this checkpoint (same architecture), e.g. to fine-tune with another loss
+    init_from: str | None = None
 
 
 def _soft_dice(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     p = torch.sigmoid(logits).flatten(1)
     t = target.flatten(1)
     return 1 - (2 * (p * t).sum(1) + 1) / (p.sum(1) + t.sum(1) + 1)
+
+
+def heat_losses(heat: torch.Tensor, heat_t: torch.Tensor, pos: torch.Tensor, cfg: HeadTrainConfig):
+    """(BCE term, soft-Dice term) of a batch of pairs' heat logits (P, G, G) against covered fractions (P, G, G);
+    ``pos``: the pairs whose structure is present. Present pairs' BCE counts twice; with ``cfg.pos_weight_max`` > 1
+    the cells of a structure smaller than ``cfg.small_cells`` are weighted up (see :class:`HeadTrainConfig`)."""
+    cell_w = None
+    if cfg.pos_weight_max > 1:
+        area = heat_t.sum((1, 2))
+        w = torch.where(pos, (cfg.small_cells / area.clamp(min=0.25)).sqrt().clamp(1, cfg.pos_weight_max),
+                        torch.ones_like(area))
+        cell_w = 1 + (w[:, None, None] - 1) * heat_t
+    bce = F.binary_cross_entropy_with_logits(heat, heat_t, weight=cell_w, reduction="none").mean((1, 2))
+    loss_heat = (bce * (1 + pos.float())).mean() * 10
+    loss_dice = _soft_dice(heat[pos], heat_t[pos]).mean() if pos.any() else heat.sum() * 0
+    return loss_heat, loss_dice
 
 
 def make_pairs(cache: EmbeddingCache, rows: np.ndarray, rng: np.random.Generator, cfg: HeadTrainConfig,
@@ -75,6 +100,14 @@ def train_head(cache: EmbeddingCache, term_emb: torch.Tensor, cfg: HeadTrainConf
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     head = GroundingHead(grid=cache.grid, text_dim=term_emb.shape[1], **cfg.head).to(device)
+    if cfg.init_from:
+        from medground.models.grounding import load_head
+
+        start, _ = load_head(cfg.init_from)
+        if start.config != head.config:
+            raise ValueError(f"init_from {cfg.init_from}: head config {start.config} differs from {head.config}")
+        head.load_state_dict(start.state_dict())
+        head.train()
     term_ok = np.ones(len(cache.terms), dtype=bool)
     train_rows = cache.select("train")
     steps_per_epoch = max(1, math.ceil(len(train_rows) / cfg.batch))
@@ -100,13 +133,11 @@ def train_head(cache: EmbeddingCache, term_emb: torch.Tensor, cfg: HeadTrainConf
             emb, pairs = emb.to(device), pairs.to(device)
             heat, pres = head(emb, temb, pairs)
             heat_t, pres_t, pres_w = heat_t.to(device), pres_t.to(device), pres_w.to(device)
-            bce = F.binary_cross_entropy_with_logits(heat, heat_t, reduction="none").mean((1, 2))
             pos = pres_t > 0
-            loss_heat = (bce * (1 + pos.float())).mean() * 10
-            loss_dice = _soft_dice(heat[pos], heat_t[pos]).mean() if pos.any() else heat.sum() * 0
+            loss_heat, loss_dice = heat_losses(heat, heat_t, pos, cfg)
             loss_pres = (F.binary_cross_entropy_with_logits(pres, pres_t, reduction="none") * pres_w).sum() / \
                 pres_w.sum().clamp(min=1)
-            loss = loss_heat + loss_dice + loss_pres
+            loss = loss_heat + cfg.dice_weight * loss_dice + loss_pres
             opt.zero_grad()
             loss.backward()
             opt.step()

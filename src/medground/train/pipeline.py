@@ -167,7 +167,17 @@ def run_training(cfg: dict, device: str = "cpu", log=print, rebuild_cache: bool 
     term_emb = enc.encode([onto.describe(t) for t in cache.terms]).clone()
     hcfg = HeadTrainConfig(**cfg.get("train", {}))
     head, hist = train_head(cache, term_emb, hcfg, device=device, log=log)
-    onet, ohist = train_orientation(cache, **cfg.get("orientation", {}), device=device, log=log)
+    ocfg = dict(cfg.get("orientation", {}))
+    if hcfg.init_from and ocfg.get("reuse", False):  # warm start: keep the starting checkpoint's classifier
+        from medground.models.grounding import load_grounding
+
+        onet = load_grounding(hcfg.init_from).orientation
+        if onet is None:
+            raise ValueError(f"init_from {hcfg.init_from} holds no orientation classifier to reuse")
+        ohist = {"history": [], "reused_from": str(hcfg.init_from)}
+    else:
+        ocfg.pop("reuse", None)
+        onet, ohist = train_orientation(cache, **ocfg, device=device, log=log)
     counts: dict[str, dict[str, int]] = {}
     for r in cache.rows:
         if r["aug"] == 0:
@@ -184,7 +194,9 @@ def run_training(cfg: dict, device: str = "cpu", log=print, rebuild_cache: bool 
         "splits": "by patient (splits.json of each converted dataset, seed 0); val rows never trained on",
         "terms": cache.terms,
         "val_scores_grid_level": hist["final_val"],
-        "orientation_val_accuracy": ohist["history"][-1]["val_acc"] if ohist["history"] else None,
+        "orientation_val_accuracy": ohist["history"][-1]["val_acc"] if ohist["history"] else
+        (json.loads(Path(hcfg.init_from).with_suffix(".card.json").read_text()).get("orientation_val_accuracy")
+         if hcfg.init_from and Path(hcfg.init_from).with_suffix(".card.json").exists() else None),
         "licences": cfg.get("licences", {}),
         "training_seconds": round(time.time() - t0),
         "device": str(device),
