@@ -159,6 +159,11 @@ def test_warm_start_continues_from_a_checkpoint(tmp_path):
     with pytest.raises(ValueError, match="differs"):
         train_head(cache, temb, HeadTrainConfig(epochs=1, head=dict(hk, hidden=32), init_from=str(path)),
                    log=lambda *_: None)
+    from medground.io.image import MedGroundInputError
+
+    with pytest.raises(MedGroundInputError, match="init_from"):
+        train_head(cache, temb, HeadTrainConfig(epochs=1, head=hk, init_from=str(tmp_path / "missing.pt")),
+                   log=lambda *_: None)
 
 
 def test_calibration_is_stored_in_the_checkpoint_and_read_by_the_bundle(tmp_path):

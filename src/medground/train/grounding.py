@@ -101,8 +101,14 @@ def train_head(cache: EmbeddingCache, term_emb: torch.Tensor, cfg: HeadTrainConf
     rng = np.random.default_rng(cfg.seed)
     head = GroundingHead(grid=cache.grid, text_dim=term_emb.shape[1], **cfg.head).to(device)
     if cfg.init_from:
+        from pathlib import Path
+
+        from medground.io.image import MedGroundInputError
         from medground.models.grounding import load_head
 
+        if not Path(cfg.init_from).is_file():
+            raise MedGroundInputError(f"train.init_from: no checkpoint at {cfg.init_from} (train the head it starts "
+                                      "from first, e.g. configs/textseg_v4.yaml before configs/textseg_v5.yaml)")
         start, _ = load_head(cfg.init_from)
         if start.config != head.config:
             raise ValueError(f"init_from {cfg.init_from}: head config {start.config} differs from {head.config}")
