@@ -156,11 +156,11 @@ def test_warm_start_continues_from_a_checkpoint(tmp_path):
     w = "reduce.0.weight"
     assert torch.allclose(head.state_dict()[w], ref[w], atol=1e-6)
     assert not torch.allclose(fresh.state_dict()[w], ref[w], atol=1e-3)
-    with pytest.raises(ValueError, match="differs"):
-        train_head(cache, temb, HeadTrainConfig(epochs=1, head=dict(hk, hidden=32), init_from=str(path)),
-                   log=lambda *_: None)
     from medground.io.image import MedGroundInputError
 
+    with pytest.raises(MedGroundInputError, match="differs"):
+        train_head(cache, temb, HeadTrainConfig(epochs=1, head=dict(hk, hidden=32), init_from=str(path)),
+                   log=lambda *_: None)
     with pytest.raises(MedGroundInputError, match="init_from"):
         train_head(cache, temb, HeadTrainConfig(epochs=1, head=hk, init_from=str(tmp_path / "missing.pt")),
                    log=lambda *_: None)
@@ -228,6 +228,9 @@ def test_config_with_several_caches(tmp_path):
         load_config(p)
     p.write_text("data_root: d\nout: o.pt\n")
     with pytest.raises(MedGroundInputError):
+        load_config(p)
+    p.write_text("data_root: d\nout: o.pt\ndatasets: [x]\ntrain: {init_from: missing.pt}\n")
+    with pytest.raises(MedGroundInputError, match="init_from"):  # before any encoding
         load_config(p)
 
 

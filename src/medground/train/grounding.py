@@ -111,7 +111,8 @@ def train_head(cache: EmbeddingCache, term_emb: torch.Tensor, cfg: HeadTrainConf
                                       "from first, e.g. configs/textseg_v4.yaml before configs/textseg_v5.yaml)")
         start, _ = load_head(cfg.init_from)
         if start.config != head.config:
-            raise ValueError(f"init_from {cfg.init_from}: head config {start.config} differs from {head.config}")
+            raise MedGroundInputError(f"train.init_from {cfg.init_from}: its head config {start.config} differs from "
+                                      f"this one {head.config}")
         head.load_state_dict(start.state_dict())
         head.train()
     term_ok = np.ones(len(cache.terms), dtype=bool)

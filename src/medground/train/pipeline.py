@@ -37,6 +37,10 @@ def load_config(path: str | Path) -> dict[str, Any]:
     for part in cfg.get("caches", []):
         if not isinstance(part, dict) or "cache_dir" not in part or "datasets" not in part:
             raise MedGroundInputError(f"{p.name}: each entry of 'caches' needs 'cache_dir' and 'datasets'")
+    start = (cfg.get("train") or {}).get("init_from")
+    if start and not Path(start).is_file():  # before hours of encoding, not after
+        raise MedGroundInputError(f"{p.name}: train.init_from: no checkpoint at {start} (train the head it starts "
+                                  "from first)")
     return cfg
 
 
@@ -171,9 +175,12 @@ def run_training(cfg: dict, device: str = "cpu", log=print, rebuild_cache: bool 
     if hcfg.init_from and ocfg.get("reuse", False):  # warm start: keep the starting checkpoint's classifier
         from medground.models.grounding import load_grounding
 
+        from medground.io.image import MedGroundInputError
+
         onet = load_grounding(hcfg.init_from).orientation
         if onet is None:
-            raise ValueError(f"init_from {hcfg.init_from} holds no orientation classifier to reuse")
+            raise MedGroundInputError(f"train.init_from {hcfg.init_from} holds no orientation classifier to reuse "
+                                      "(orientation.reuse)")
         ohist = {"history": [], "reused_from": str(hcfg.init_from)}
     else:
         ocfg.pop("reuse", None)
