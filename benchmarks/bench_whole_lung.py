@@ -27,6 +27,7 @@ def main(argv=None):
 
     import medground
     from medground.data import list_cases, load_case
+    from medground.evaluate.metrics import dice_score
     from medground.segment.text import TextConfig, segment_text
 
     model, grounding = models_for(a.emb_cache, None)
@@ -42,7 +43,7 @@ def main(argv=None):
             for name, whole in (("parts", False), ("whole", True)):
                 res, _ = segment_text(image, ["lungs"], grounding=grounding, model=model, cfg=TextConfig(whole=whole))
                 m = res[0].mask
-                scores[name].append(2.0 * (m & ref).sum() / max(1, m.sum() + ref.sum()))
+                scores[name].append(dice_score(m, ref))
         rows.append(f"| {ds} | {len(scores['parts'])} | {np.mean(scores['parts']):.3f} | {np.mean(scores['whole']):.3f} |")
         print(rows[-1], flush=True)
     lines = [f"# \"lungs\" on radiographs: left + right lung vs the whole lung ({a.split} split)", "",

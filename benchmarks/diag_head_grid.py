@@ -16,6 +16,7 @@ import torch
 
 
 def main(argv=None):
+    from medground.evaluate.metrics import dice_score
     from medground.models.grounding import load_head
     from medground.train.cache import EmbeddingCache
 
@@ -49,8 +50,7 @@ def main(argv=None):
                     if ref.sum() < 1:
                         continue
                     hm = (torch.sigmoid(heat[j]) > 0.5).numpy()
-                    s = hm.sum() + ref.sum()
-                    dice.setdefault(t, {}).setdefault(path, []).append(2 * (hm & ref).sum() / s)
+                    dice.setdefault(t, {}).setdefault(path, []).append(dice_score(hm, ref))
                     pres.setdefault(t, {}).setdefault(path, []).append(float(torch.sigmoid(p[j])))
     names = [Path(p).parent.name + "/" + Path(p).name for p in a.heads]
     lines = ["| term | slices | " + " | ".join(f"{n} grid Dice / presence" for n in names) + " |",
