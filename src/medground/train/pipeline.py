@@ -173,15 +173,16 @@ def run_training(cfg: dict, device: str = "cpu", log=print, rebuild_cache: bool 
     head, hist = train_head(cache, term_emb, hcfg, device=device, log=log)
     ocfg = dict(cfg.get("orientation", {}))
     if hcfg.init_from and ocfg.get("reuse", False):  # warm start: keep the starting checkpoint's classifier
+        from medground.io.image import MedGroundInputError
         from medground.models.grounding import load_grounding
 
-        from medground.io.image import MedGroundInputError
-
-        onet = load_grounding(hcfg.init_from).orientation
+        start = load_grounding(hcfg.init_from)
+        onet = start.orientation
         if onet is None:
             raise MedGroundInputError(f"train.init_from {hcfg.init_from} holds no orientation classifier to reuse "
                                       "(orientation.reuse)")
-        ohist = {"history": [], "reused_from": str(hcfg.init_from)}
+        ohist = {"history": [], "reused_from": str(hcfg.init_from),
+                 "val_acc": start.card.get("orientation_val_accuracy")}
     else:
         ocfg.pop("reuse", None)
         onet, ohist = train_orientation(cache, **ocfg, device=device, log=log)
@@ -201,9 +202,7 @@ def run_training(cfg: dict, device: str = "cpu", log=print, rebuild_cache: bool 
         "splits": "by patient (splits.json of each converted dataset, seed 0); val rows never trained on",
         "terms": cache.terms,
         "val_scores_grid_level": hist["final_val"],
-        "orientation_val_accuracy": ohist["history"][-1]["val_acc"] if ohist["history"] else
-        (json.loads(Path(hcfg.init_from).with_suffix(".card.json").read_text()).get("orientation_val_accuracy")
-         if hcfg.init_from and Path(hcfg.init_from).with_suffix(".card.json").exists() else None),
+        "orientation_val_accuracy": ohist["history"][-1]["val_acc"] if ohist["history"] else ohist.get("val_acc"),
         "licences": cfg.get("licences", {}),
         "training_seconds": round(time.time() - t0),
         "device": str(device),
