@@ -7,7 +7,7 @@
 >>> ont.resolve("Left Kidney").ids
 ['kidney_left']
 """
-from medground.ontology.ontology import Ontology, Resolution
+from medground.ontology.ontology import Ontology, Resolution, anatomy_extents
 from medground.ontology.terms import MODALITIES, Term, canonical_modality
 from medground.ontology.text import normalize, slug
 
@@ -17,4 +17,4 @@ def resolve(prompt: str) -> Resolution:
     return Ontology.default().resolve(prompt)
 
 
-__all__ = ["Ontology", "Resolution", "Term", "MODALITIES", "canonical_modality", "normalize", "resolve", "slug"]
+__all__ = ["Ontology", "anatomy_extents", "Resolution", "Term", "MODALITIES", "canonical_modality", "normalize", "resolve", "slug"]

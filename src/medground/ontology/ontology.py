@@ -545,3 +545,16 @@ class Ontology:
 def _default() -> Ontology:
     return Ontology.from_dir(DATA_DIR)
 
+
+
+@functools.lru_cache(maxsize=1)
+def anatomy_extents() -> dict[str, float]:
+    """Term id -> the shortest complete head-to-foot extent (mm) of the structure among the training patients'
+    references (``data/extents.json``, written by ``benchmarks/anatomy_extents.py``); terms never seen whole are
+    missing."""
+    import json
+
+    f = DATA_DIR / "extents.json"
+    if not f.exists():
+        return {}
+    return {t: float(d["min_extent_mm"]) for t, d in json.loads(f.read_text())["terms"].items()}
