@@ -53,7 +53,7 @@ def main(argv=None):
     import numpy as np
 
     import medground
-    from medground.segment.text import segment_text
+    from medground.segment.text import TextConfig, segment_text
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--root", default="cache/data")
@@ -63,11 +63,13 @@ def main(argv=None):
     ap.add_argument("--weights", default=None, help="grounding checkpoint (default: the packaged one)")
     ap.add_argument("--emb-cache", default=None, help="memoise LiteMedSAM embeddings here (benchmarks/embcache.py)")
     ap.add_argument("--out", default="benchmarks/results/absent.md")
+    ap.add_argument("--text-config", default=None, help='TextConfig fields as JSON, e.g. \'{"min_extent": 0.5}\'')
     a = ap.parse_args(argv)
     sys.path.insert(0, str(Path(__file__).parent))
     from embcache import models_for
 
     model, grounding = models_for(a.emb_cache, a.weights)
+    cfg = TextConfig(**json.loads(a.text_config)) if a.text_config else None
     rows, raw = [], {}
     tot = [0, 0]
     for name, source, prompts in GROUPS:
@@ -81,7 +83,7 @@ def main(argv=None):
         misses = []
         for cid, path in cases:
             img = medground.load(path)
-            results, _ = segment_text(img, prompts, model=model, grounding=grounding)
+            results, _ = segment_text(img, prompts, model=model, grounding=grounding, cfg=cfg)
             for p, r in zip(prompts, results):
                 n += 1
                 if not r.info["present"]:
@@ -101,7 +103,8 @@ def main(argv=None):
         print(rows[-1], f"[{time.time() - t:.0f}s]", flush=True)
     lines = ["# Prompts for structures outside the field of view: reported absent?", "",
              f"Command: `python benchmarks/bench_absent.py --root {a.root} --atlases {a.atlases} --split {a.split}"
-             + (f" --weights {a.weights}" if a.weights else "") + "`", "",
+             + (f" --weights {a.weights}" if a.weights else "")
+             + (f" --text-config '{a.text_config}'" if a.text_config else "") + "`", "",
              "| cases | n | prompts (each must be absent) | reported absent | slices drawn on anyway | reported present |",
              "|---|---:|---|---:|---:|---|"] + rows
     if tot[1]:

@@ -27,6 +27,7 @@ def main(argv=None):
     ap.add_argument("--split", default="val")
     ap.add_argument("--out", default="benchmarks/results/textseg.md")
     ap.add_argument("--weights", default=None, help="grounding checkpoint (default: the packaged one)")
+    ap.add_argument("--text-config", default=None, help='TextConfig fields as JSON, e.g. \'{"min_extent": 0.5}\'')
     ap.add_argument("--emb-cache", default=None,
                     help="keep LiteMedSAM embeddings of every slice on disk here (shared with tune_textseg.py)")
     a = ap.parse_args(argv)
@@ -36,9 +37,13 @@ def main(argv=None):
     from embcache import models_for
 
     model, grounding = models_for(a.emb_cache, a.weights)
+    from medground.segment.text import TextConfig
+
+    cfg = TextConfig(**json.loads(a.text_config)) if a.text_config else None
     lines = ["# Text-prompted (grounding) vs box-prompted segmentation, held-out patients", "",
              f"Command: `python benchmarks/bench_textseg.py --root {a.root} --datasets {a.datasets} --modes {a.modes} "
-             f"--split {a.split}" + (f" --weights {a.weights}" if a.weights else "") + "`",
+             f"--split {a.split}" + (f" --weights {a.weights}" if a.weights else "")
+             + (f" --text-config '{a.text_config}'" if a.text_config else "") + "`",
              f"Split: `{a.split}` of each dataset's patient-level splits (seed 0). Dice is per case (3D for volumes).",
              "", "| dataset | class | cases | Dice text | Dice box |", "|---|---|---:|---:|---:|"]
     raw = {}
@@ -49,7 +54,7 @@ def main(argv=None):
         for mode in a.modes.split(","):
             t = time.time()
             agg = evaluate_dataset(Path(a.root) / name, a.split, None, mode, int(n) if n else None, log=lambda m: None,
-                                   model=model, grounding=grounding)
+                                   model=model, grounding=grounding, text_config=cfg)
             s = agg.summary()
             res[mode] = {"per_class": {k: v["dice"]["mean"] for k, v in s["per_class"].items()},
                          "overall": s["overall"]["dice"]["mean"], "seconds": round(time.time() - t),

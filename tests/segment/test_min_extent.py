@@ -24,7 +24,7 @@ def _run(img, cfg):
 def test_a_short_blob_in_the_middle_of_a_long_volume_is_absent():
     # 6 slices x 2 mm = 12 mm of "liver" in the middle of a 160 mm volume: far below half the shortest liver
     img, truth = ellipsoid_volume(Z=80, dz=2.0, z0=37, z1=42)
-    r = _run(img, TextConfig(slice_sampling="all"))
+    r = _run(img, TextConfig(slice_sampling="all", min_extent=0.5))
     assert not r.mask.any() and not r.info["present"]
     term = r.info["terms"][0]
     assert not term["present"] and "drawn over" in term["absent_because"]
@@ -35,7 +35,7 @@ def test_a_short_blob_in_the_middle_of_a_long_volume_is_absent():
 
 def test_a_structure_near_the_volume_end_is_kept_however_short():
     img, truth = ellipsoid_volume(Z=80, dz=2.0, z0=72, z1=77)  # may continue past the last slice
-    r = _run(img, TextConfig(slice_sampling="all"))
+    r = _run(img, TextConfig(slice_sampling="all", min_extent=0.5))
     assert r.mask.any() and r.info["present"]
 
 
@@ -43,8 +43,8 @@ def test_rule_needs_a_trusted_spacing_and_a_known_term():
     vol = np.zeros((8, 8, 60), bool)
     vol[2:5, 2:5, 28:31] = True
     img, _ = ellipsoid_volume(Z=60, dz=2.0)
-    assert _too_short(vol, "liver", img, TextConfig()) == {"drawn_mm": 6.0, "shortest_seen_mm": anatomy_extents()["liver"]}
-    assert _too_short(vol, "lung", img, TextConfig()) is None  # no known extent
-    assert _too_short(vol, "liver", img, TextConfig(min_extent=None)) is None
+    assert _too_short(vol, "liver", img, TextConfig(min_extent=0.5)) == {"drawn_mm": 6.0, "shortest_seen_mm": anatomy_extents()["liver"]}
+    assert _too_short(vol, "lung", img, TextConfig(min_extent=0.5)) is None  # no known extent
+    assert _too_short(vol, "liver", img, TextConfig()) is None  # off by default
     noaff, _ = ellipsoid_volume(Z=60, affine=np.eye(4))  # no trusted spacing
-    assert _too_short(vol, "liver", noaff, TextConfig()) is None
+    assert _too_short(vol, "liver", noaff, TextConfig(min_extent=0.5)) is None
