@@ -5,8 +5,8 @@
 Only complete structures count: a structure whose label touches the first or last slice of its volume is cut
 by the field of view and is left out. Only the ``train`` split is read (never val or test), and only volumes
 with a trusted slice spacing (CT and MR with geometry; not the ACDC files, whose headers carry no spacing).
-The text path (``TextConfig.min_extent``) reports a structure absent when what it drew spans less than a
-fraction of this (and does not touch the volume's ends either).
+With ``TextConfig(min_extent=...)`` (off by default) the text path reports a structure absent when what it drew
+spans less than that fraction of this, away from the volume's ends.
 """
 from __future__ import annotations
 

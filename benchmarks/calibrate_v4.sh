@@ -10,12 +10,7 @@ set -e
 W=${1:-cache/grounding_v4/grounding.pt}
 FROM=${2:-src/medground/models/weights/grounding.pt}
 EMB=${EMB:-cache/tune_emb}
-python - "$W" "$FROM" <<'PY'
-import sys
-from medground.models.grounding import load_grounding, set_calibration
-src = load_grounding(sys.argv[2])
-set_calibration(sys.argv[1], src.calibration, "head v3's calibration (start of benchmarks/calibrate_v4.sh)")
-PY
+python benchmarks/copy_calibration.py "$FROM" "$W" "head v3's calibration (start of benchmarks/calibrate_v4.sh)"
 python benchmarks/tune_textseg.py --weights $W --split val --datasets btcv-ct:4,chaos-mr:3 --emb-cache $EMB \
   --choose --keep --merge --write $W --out benchmarks/results/textseg_v4_calib_val_abd.md \
   --variants 'base={}' 'p35={"presence_threshold":0.35}' 'p5={"presence_threshold":0.5}' \

@@ -43,7 +43,8 @@ def test_rule_needs_a_trusted_spacing_and_a_known_term():
     vol = np.zeros((8, 8, 60), bool)
     vol[2:5, 2:5, 28:31] = True
     img, _ = ellipsoid_volume(Z=60, dz=2.0)
-    assert _too_short(vol, "liver", img, TextConfig(min_extent=0.5)) == {"drawn_mm": 6.0, "shortest_seen_mm": anatomy_extents()["liver"]}
+    assert _too_short(vol, "liver", img, TextConfig(min_extent=0.5)) == {"drawn_mm": 6.0,
+                                                                        "shortest_seen_mm": anatomy_extents()["liver"]}
     assert _too_short(vol, "lung", img, TextConfig(min_extent=0.5)) is None  # no known extent
     assert _too_short(vol, "liver", img, TextConfig()) is None  # off by default
     noaff, _ = ellipsoid_volume(Z=60, affine=np.eye(4))  # no trusted spacing

@@ -546,7 +546,6 @@ def _default() -> Ontology:
     return Ontology.from_dir(DATA_DIR)
 
 
-
 @functools.lru_cache(maxsize=1)
 def anatomy_extents() -> dict[str, float]:
     """Term id -> the shortest complete head-to-foot extent (mm) of the structure among the training patients'

@@ -279,18 +279,27 @@ def _runs(flags: np.ndarray, max_gap: int) -> list[tuple[int, int]]:
     return runs
 
 
+def _trusted_dz(image: MedImage) -> float | None:
+    """The slice spacing (mm) of a volume whose geometry can be trusted; None for a picture, a volume without
+    geometry or orientation (e.g. an identity affine), or a spacing that is not a positive number."""
+    if image.ndim != 3 or not image.has_geometry or orientation_unknown(image):
+        return None
+    dz = float(image.spacing[2])
+    return dz if np.isfinite(dz) and dz > 0 else None
+
+
 def _too_short(vol: np.ndarray, term: str, image: MedImage, cfg: TextConfig) -> dict | None:
     """``{"drawn_mm", "shortest_seen_mm"}`` when ``vol`` (X, Y, Z) spans too little of ``term``'s known extent
     (see ``TextConfig.min_extent``), else None."""
     from medground.ontology import anatomy_extents
 
     seen = anatomy_extents().get(term)
-    if cfg.min_extent is None or not seen or seen < cfg.min_extent_of or not vol.any() or not image.has_geometry or orientation_unknown(image):
+    if cfg.min_extent is None or not seen or seen < cfg.min_extent_of or not vol.any():
         return None
-    dz = float(image.spacing[2])
+    dz = _trusted_dz(image)
+    if dz is None:
+        return None
     zs = np.where(vol.any(axis=(0, 1)))[0]
-    if not (np.isfinite(dz) and dz > 0):
-        return None
     near = max(2, int(np.ceil(0.25 * seen / dz)))  # slices: a structure this close to an end may continue past it
     if zs[0] < near or zs[-1] > vol.shape[2] - 1 - near:
         return None
@@ -424,10 +433,8 @@ def _coarse_step(image: MedImage, cfg: TextConfig, findings_used: bool = False, 
         return 1
     if cfg.slice_sampling != "adaptive":
         raise ValueError(f"unknown slice_sampling {cfg.slice_sampling!r}; use 'adaptive' or 'all'")
-    if not image.has_geometry or orientation_unknown(image):
-        return 1
-    dz = float(image.spacing[2])
-    if not np.isfinite(dz) or dz <= 0:
+    dz = _trusted_dz(image)
+    if dz is None:
         return 1
     gap = cfg.sparse_first_gap_mm if gap_mm is None else gap_mm
     step = 1
