@@ -100,3 +100,37 @@ def test_header_contradicted_by_anatomy_is_overruled_and_masks_map_back():
     assert np.array_equal(c.back(c.image.data), img.data)
     off = TextConfig(header_check_min_prob=None)
     assert np.array_equal(canonicalize(img, net, off).image.data, lps)
+
+
+def test_classifier_sees_a_hounsfield_ct_through_its_soft_tissue_window():
+    """Thumbnails are scaled as the network's pictures are: a CT in HU through the soft-tissue window, not raw
+    min-max (which leaves soft tissue a flat grey the classifier was never shown)."""
+    from medground.io.intensity import to_unit_range
+    from medground.train.cache import thumbnail
+
+    rng = np.random.default_rng(1)
+    data = rng.normal(40, 60, (40, 32, 8)).astype(np.float32)  # soft tissue
+    data[:4] = -1000.0  # air
+    data[-3:, :, :] = 1800.0  # dense bone
+    img = MedImage(data, np.diag([-0.8, -0.8, 2.0, 1.0]), 3, "CT", True, "MONOCHROME2", None, "nifti",
+                   {"qform_code": 1, "sform_code": 1})
+    net = StubNet(0, 0.99)
+    canonicalize(img, net)
+    assert net.seen
+    z = 8 // 4  # the first slice the check reads (middle half of the volume)
+    want = thumbnail(to_unit_range(img, z=z).T)
+    raw = thumbnail(data[:, :, z].T)
+    assert np.array_equal(net.seen[0], want)
+    assert not np.array_equal(net.seen[0], raw)
+
+
+def test_real_hu_ct_series_agrees_with_its_header(shared_data):
+    """The dcmqi 3-slice CT series (HU, DICOM): the classifier must recognise the header's view (with raw min-max
+    thumbnails it gave that view 0.04 and the upside-down one 0.65, a step from being overruled)."""
+    import medground
+    from medground.models.grounding import load_grounding
+
+    c = canonicalize(medground.load(shared_data / "ct-3slice"), load_grounding().orientation)
+    probs = c.info["anatomy_check"]["probabilities"]
+    assert probs["identity"] + probs["flip_lr"] > 0.9, probs
+    assert "transform_after_header" not in c.info

@@ -162,13 +162,16 @@ def _in_plane(a: np.ndarray, k: int) -> np.ndarray:
 
 def _orientation_probs(image: MedImage, orient_net) -> tuple[np.ndarray, int]:
     """The orientation classifier's probabilities for the 8 transforms (for a volume, the mean over up to 7
-    slices of its middle half) and how many slices they came from."""
+    slices of its middle half) and how many slices they came from. The slices are scaled as the network and the
+    classifier's training pictures are (:func:`medground.io.intensity.to_unit_range`: a CT in Hounsfield units
+    through its soft-tissue window); raw HU scaled min-max leaves the soft tissue a flat grey the classifier
+    cannot read (a real HU CT series: p(header's own view) 0.04 raw, 1.00 windowed)."""
+    from medground.io.intensity import to_unit_range
     from medground.train.cache import thumbnail
 
-    grey = image.gray()
-    Z = grey.shape[2]
+    Z = image.shape[2]
     zs = [0] if Z == 1 else sorted(set(np.linspace(Z // 4, max(Z // 4, (3 * Z) // 4 - 1), min(Z, 7)).astype(int)))
-    probs = np.mean([orient_net.predict(thumbnail(np.moveaxis(grey[:, :, z], 0, 1))) for z in zs], axis=0)
+    probs = np.mean([orient_net.predict(thumbnail(to_unit_range(image, z=int(z)).T)) for z in zs], axis=0)
     return probs, len(zs)
 
 
