@@ -5,8 +5,9 @@ agrees with correctly oriented headers, and how strongly it objects to wrong one
 
 Correct headers: every case of every converted 3D dataset in ``--root`` (canonical volumes under an LPS header)
 and the real NIfTI / DICOM volumes of ``--src`` (TotalSegmentator CT and MR, the dcmqi 3-slice CT series, the
-brain scans, the tumour MRIs). Wrong headers: the BTCV and CHAOS test patients' JPEG slices stacked as stored under
-their label file's affine (for BTCV that puts the spine at the top). Per volume: the probability of the pair
+brain scans, the tumour MRIs). Wrong headers: the BTCV test patients' JPEG slices stacked as stored under their label
+file's affine (that puts the spine at the top; CHAOS's, stacked the same way, happen to be right) and three real HU
+CT volumes whose slices were flipped upside down under their own header. Per volume: the probability of the pair
 (header's own view, its left-right mirror) and of the likeliest other pair; the header is overruled when the first
 is <= ``--max-identity`` and the second >= ``--min-prob`` (the shipped defaults).
 """
@@ -95,6 +96,18 @@ def main(argv=None):
             nib.save(nib.Nifti1Image(stack, lab_img.affine), str(p))
             # CHAOS's label affine happens to be right for its slices (the converted route agrees): a correct header
             add(f"restacked {ds}", pid, p, ds != "btcv-ct")
+    # real HU CT whose slices were flipped upside down (rows reversed) but kept their header: a wrong header
+    from medground.segment.text import canonicalize as _canon
+
+    for f in (ts / "example_ct.nii.gz", ts / "example_ct_dicom", src / "ct-3slice"):
+        try:
+            c = _canon(medground.load(f), None).image  # LPS volume, header correct
+        except Exception as e:  # noqa: BLE001
+            print("skip", f, e)
+            continue
+        p = tmp / f"flipped_{f.name.replace('.nii.gz', '')}.nii.gz"
+        nib.save(nib.Nifti1Image(np.ascontiguousarray(c.data[:, ::-1]), c.affine), str(p))
+        add("real HU CT, slices flipped upside down", f.name, p, False)
     ok = [r for r in rows if r["correct_header"]]
     bad = [r for r in rows if not r["correct_header"]]
     lines = ["# Anatomy check on header volumes", "",
