@@ -22,18 +22,16 @@ from pathlib import Path
 import numpy as np
 
 
-def pair_probs(image, orient_net):
-    """(p of the header's own view with its mirror, p of the likeliest other pair, its name) after the header's
-    reorientation."""
+def pair_probs(image, orient_net, max_identity: float, min_prob: float):
+    """(p of the header's own view with its mirror, p of the likeliest other pair, its name, overruled?) after the
+    header's reorientation, by the rule ``segment_text`` applies."""
     from medground.models.orientation import NAMES
-    from medground.segment.text import _lr_partner, _orientation_probs, canonicalize
+    from medground.segment.text import _orientation_probs, canonicalize, header_contradiction
 
     hc = canonicalize(image, None)  # the header's reorientation only
     probs, _ = _orientation_probs(hc.image, orient_net)
-    pair = np.array([probs[k] + probs[_lr_partner(k)] for k in range(8)])
-    others = [k for k in range(8) if k not in (0, _lr_partner(0))]
-    k = max(others, key=lambda j: pair[j])
-    return float(pair[0]), float(pair[k]), NAMES[k]
+    pair, k, overrules = header_contradiction(probs, max_identity, min_prob)
+    return float(pair[0]), float(pair[k]), NAMES[k], overrules
 
 
 def main(argv=None):
@@ -45,12 +43,14 @@ def main(argv=None):
     ap.add_argument("--min-prob", type=float, default=None, help="default: TextConfig's")
     a = ap.parse_args(argv)
     import nibabel as nib
-    from PIL import Image
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from bench_input_routes import restack
 
     import medground
     from medground.data import list_cases
     from medground.models.grounding import load_grounding
-    from medground.segment.text import TextConfig, orientation_unknown
+    from medground.segment.text import TextConfig, canonicalize, orientation_unknown
 
     cfg = TextConfig()
     max_id = cfg.header_check_max_identity if a.max_identity is None else a.max_identity
@@ -67,8 +67,7 @@ def main(argv=None):
             return
         if image.ndim != 3 or not image.has_geometry or orientation_unknown(image):
             return  # the header check applies to volumes with an oriented header only
-        own, other, which = pair_probs(image, net)
-        over = own <= max_id and other >= min_p
+        own, other, which, over = pair_probs(image, net, max_id, min_p)
         rows.append({"group": group, "name": name, "correct_header": correct, "own": own, "other": other,
                      "other_view": which, "overruled": bool(over)})
         print(group, name, f"{own:.3f} {other:.3f} {which}", "OVERRULED" if over else "", flush=True)
@@ -87,21 +86,13 @@ def main(argv=None):
     tmp = Path(tempfile.mkdtemp(prefix="mg_hdr_"))
     for ds in ("btcv-ct", "chaos-mr"):
         for c in list_cases(root / ds, "test"):
-            pid = c["id"]
-            lab_img = nib.load(str(src / ds / "labels" / f"{pid}.nii.gz"))
-            folder = src / ds / "images" / pid
-            stack = np.stack([np.asarray(Image.open(folder / f"slice_{z:03d}.jpg").convert("L"))
-                              for z in range(lab_img.shape[2])], -1)
-            p = tmp / f"{ds}_{pid}.nii.gz"
-            nib.save(nib.Nifti1Image(stack, lab_img.affine), str(p))
+            p = restack(src, ds, c["id"], tmp / f"{ds}_{c['id']}.nii.gz")
             # CHAOS's label affine happens to be right for its slices (the converted route agrees): a correct header
-            add(f"restacked {ds}", pid, p, ds != "btcv-ct")
+            add(f"restacked {ds}", c["id"], p, ds != "btcv-ct")
     # real HU CT whose slices were flipped upside down (rows reversed) but kept their header: a wrong header
-    from medground.segment.text import canonicalize as _canon
-
     for f in (ts / "example_ct.nii.gz", ts / "example_ct_dicom", src / "ct-3slice"):
         try:
-            c = _canon(medground.load(f), None).image  # LPS volume, header correct
+            c = canonicalize(medground.load(f), None).image  # LPS volume, header correct
         except Exception as e:  # noqa: BLE001
             print("skip", f, e)
             continue

@@ -28,6 +28,20 @@ from medground.evaluate.metrics import dice_score as _dice
 DATASETS = ("btcv-ct", "chaos-mr")
 
 
+def restack(src: Path, ds: str, pid: str, out: Path) -> Path:
+    """A patient's JPEG slices stacked as stored (rows, columns, z) under its label file's affine, written to
+    ``out``: what a naive conversion of these datasets writes."""
+    import nibabel as nib
+    from PIL import Image
+
+    lab_img = nib.load(str(src / ds / "labels" / f"{pid}.nii.gz"))
+    folder = src / ds / "images" / pid
+    stack = np.stack([np.asarray(Image.open(folder / f"slice_{z:03d}.jpg").convert("L"))
+                      for z in range(lab_img.shape[2])], -1)
+    nib.save(nib.Nifti1Image(stack, lab_img.affine), str(out))
+    return out
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--src", default="../shared/data")
@@ -39,7 +53,6 @@ def main(argv=None):
     sys.path.insert(0, str(Path(__file__).parent))
     import nibabel as nib
     from embcache import models_for
-    from PIL import Image
 
     import medground
     from medground.data import list_cases, load_case
@@ -58,10 +71,7 @@ def main(argv=None):
             lab_img = nib.load(str(src / ds / "labels" / f"{pid}.nii.gz"))
             lab = np.rint(np.asarray(lab_img.dataobj)).astype(int)  # (rows, cols, z) of the JPEG grid
             folder = src / ds / "images" / pid
-            stack = np.stack([np.asarray(Image.open(folder / f"slice_{z:03d}.jpg").convert("L"))
-                              for z in range(lab.shape[2])], -1)
-            restacked = tmp / f"{ds}_{pid}.nii.gz"
-            nib.save(nib.Nifti1Image(stack, lab_img.affine), str(restacked))
+            restacked = restack(src, ds, pid, tmp / f"{ds}_{pid}.nii.gz")
             conv_lab = np.transpose(load_case(root / ds, c)[1], (2, 1, 0))  # the converted grid (X, Y, Z)
             for route, path in (("converted", root / ds / c["image"]), ("picture folder", folder), ("restacked", restacked),
                                 ("restacked, header trusted", restacked)):

@@ -187,6 +187,15 @@ def _lr_partner(k: int) -> int:
     return next(j for j in range(8) if np.array_equal(dihedral(x, j), y))
 
 
+def header_contradiction(probs: np.ndarray, max_identity: float, min_prob: float) -> tuple[np.ndarray, int, bool]:
+    """The orientation classifier's probabilities (8 transforms of a header-reoriented volume) pooled over left-right
+    mirror pairs; the likeliest transform outside the header's own pair; and whether that pair overrules the header
+    (the header's pair gets at most ``max_identity`` and that one at least ``min_prob``)."""
+    pair = np.array([probs[k] + probs[_lr_partner(k)] for k in range(8)])
+    k = max((j for j in range(8) if j not in (0, _lr_partner(0))), key=lambda j: pair[j])
+    return pair, k, bool(pair[0] <= max_identity and pair[k] >= min_prob)
+
+
 def _anatomy_check(hc: Canonical, orient_net, cfg: TextConfig) -> Canonical:
     """A volume reoriented by its header is shown to the orientation classifier. The header is trusted on left and
     right (the classifier confuses a view with its left-right mirror more often than a header does), so the
@@ -198,11 +207,10 @@ def _anatomy_check(hc: Canonical, orient_net, cfg: TextConfig) -> Canonical:
     if orient_net is None or cfg.header_check_min_prob is None:
         return hc
     probs, n = _orientation_probs(hc.image, orient_net)
-    pair = np.array([probs[k] + probs[_lr_partner(k)] for k in range(8)])
-    k = int(np.argmax(pair))
+    pair, k, overrules = header_contradiction(probs, cfg.header_check_max_identity, cfg.header_check_min_prob)
     check = {"probabilities": _probs_info(probs), "slices_used": n}
     hc.info["anatomy_check"] = check
-    if pair[0] > cfg.header_check_max_identity or pair[k] < cfg.header_check_min_prob or k in (0, _lr_partner(0)):
+    if not overrules:
         check["result"] = "consistent with the header (left-right mirrors pooled)"
         return hc
     j = _lr_partner(k)
