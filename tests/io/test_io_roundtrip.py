@@ -194,3 +194,39 @@ def test_folder_of_pictures_and_other_files_is_read_as_dicom(tmp_path):
     (tmp_path / "notes.txt").write_text("not an image")
     with pytest.raises(mio.MedGroundInputError, match="DICOM"):
         mio.load(tmp_path)
+
+
+def test_picture_folder_masks_come_back_as_one_picture_per_input_slice(tmp_path):
+    """A volume read from a folder of pictures: each mask is also written as one PNG per input slice, named as the
+    slice and exactly its size (rows, columns as in the picture), besides the NIfTI whose first axis is the column."""
+    import nibabel as nib
+
+    from medground.segment.outputs import write_results
+
+    folder = tmp_path / "slices"
+    folder.mkdir()
+    for z in range(3):
+        Image.fromarray(np.full((6, 9), 10 * z, np.uint8)).save(folder / f"slice_{z:03d}.jpg")  # 6 rows, 9 columns
+    img = mio.load(folder)
+    mask = np.zeros(img.shape, bool)
+    mask[2:5, 1, 1] = True  # columns 2-4 of row 1 on the middle slice
+
+    class R:
+        name, prompt, confidence, info = "left kidney", {"text": "left kidney"}, 0.9, {"present": True}
+
+    R.mask = mask
+    doc = write_results(img, [R()], tmp_path / "out", overlay=False)
+    f = doc["findings"][0]
+    assert f["mask_file"] == "left-kidney.nii.gz" and f["mask_slices_dir"] == "left-kidney/"
+    pics = sorted((tmp_path / "out" / "left-kidney").iterdir())
+    assert [p.name for p in pics] == ["slice_000.png", "slice_001.png", "slice_002.png"]
+    mid = np.asarray(Image.open(pics[1]))
+    assert mid.shape == (6, 9) and set(np.unique(mid)) == {0, 255}
+    assert np.array_equal(np.argwhere(mid), [[1, 2], [1, 3], [1, 4]])
+    assert not np.asarray(Image.open(pics[0])).any()
+    vol = np.asarray(nib.load(tmp_path / "out" / "left-kidney.nii.gz").dataobj)
+    assert np.array_equal(vol[:, :, 1].T > 0, mid > 0)
+    # any other input: no per-slice pictures
+    nii = mio.load(tmp_path / "out" / "left-kidney.nii.gz")
+    doc = write_results(nii, [R()], tmp_path / "out2", overlay=False)
+    assert "mask_slices_dir" not in doc["findings"][0]

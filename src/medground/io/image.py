@@ -193,7 +193,7 @@ class MedImage:
                 "p99": float(np.percentile(vals, 99)) if vals.size else None,
                 "nonfinite_voxels": int((~finite).sum()),
             },
-            "meta": self.meta,
+            "meta": {k: v for k, v in self.meta.items() if k != "slice_names"},  # slice_files shows the first few
         }
 
 

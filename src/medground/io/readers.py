@@ -390,6 +390,7 @@ def load_picture_folder(p: Path, series=None) -> MedImage:
     data = np.concatenate(arrs, axis=2)
     meta = {"n_slices": len(files), "bit_depth": first.meta.get("bit_depth"),
             "slice_files": [f.name for f in files[:3]] + (["..."] if len(files) > 3 else []),
+            "slice_names": [f.name for f in files],  # every slice's file name, in z order (masks are written per slice too)
             "warnings": ["picture folder: slices stacked as z in file-name order; no spacing or orientation"]}
     return MedImage(data=np.ascontiguousarray(data), affine=np.eye(4), ndim=3 if len(files) > 1 else 2,
                     modality="OT", has_geometry=False, photometric="RGB" if color else "MONOCHROME2",

@@ -93,6 +93,9 @@ def write_results(image: MedImage, results: list, out_dir: str | Path, input_pat
         label_map[r.mask & (label_map == 0)] = i
         f = {"id": i, "name": r.name, "prompt": r.prompt, "mask_file": mask_file,
              "confidence": round(float(r.confidence), 4), "label_value": i}
+        slice_dir = _write_slice_pictures(r.mask, image, out / stem)
+        if slice_dir:
+            f["mask_slices_dir"] = slice_dir
         f.update(getattr(r, "info", None) or {})
         f.update(describe_mask(r.mask, image))
         findings.append(f)
@@ -128,6 +131,22 @@ def write_results(image: MedImage, results: list, out_dir: str | Path, input_pat
         doc.update(extra)
     (out / "findings.json").write_text(json.dumps(doc, indent=2))
     return doc
+
+
+def _write_slice_pictures(mask: np.ndarray, image: MedImage, folder: Path) -> str | None:
+    """For a volume read from a folder of pictures: the mask again as one PNG per input slice, named as that slice
+    (``<stem>/<slice file name>.png``), each exactly the size of its picture (rows and columns as in the picture, so
+    nobody has to know that the NIfTI's first axis is the picture's column). None for any other input."""
+    names = image.meta.get("slice_names")
+    if image.ndim != 3 or not names or len(names) != mask.shape[2]:
+        return None
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for z, name in enumerate(names):
+        pic = np.ascontiguousarray(mask[:, :, z].T, dtype=np.uint8) * np.uint8(255)
+        Image.fromarray(pic).save(folder / f"{Path(name).stem}.png")
+    return folder.name + "/"
 
 
 def _version() -> str:
