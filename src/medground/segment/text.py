@@ -47,6 +47,10 @@ class TextConfig:
     # the decoder (a box thresholded from the coarse heat sits ~1-2 pixels inside the structure, while the
     # decoder was trained on boxes around it); "auto": per term, the head's calibration (0 when it says nothing)
     box_margin: Any = "auto"
+    # the decoder is sensitive to how tight its box is; with offsets (pixels of the 256 frame, e.g. (-2, 0, 2, 4)) each
+    # heat box prompts it once per offset (the box grown, or shrunk for a negative one, on every side) and the
+    # probabilities are averaged (decoder and blend sources). None / (): one box, as it is
+    box_ensemble: Any = None
     orientation_min_prob: float = 0.6  # below this the picture is used as given
     # a volume reoriented by its header is checked by the orientation classifier too (probabilities pooled over
     # left-right mirror pairs): when the header's own view gets at most header_check_max_identity and another
@@ -83,6 +87,11 @@ class TextConfig:
     # it says nothing). A dict term id -> mode overrides per term.
     mask_from: Any = "auto"
     heat_gate: float = 0.2
+    # the mask source "refine" (chosen per term like the others): the refinement network
+    # (medground.models.refine) redraws the term from the slice picture and the head's heat of all the terms it was
+    # trained on, at 256 x 256. It was trained on abdominal CT, so it is used only on 3D images the classifier takes
+    # for CT; elsewhere (and for terms it does not cover) "refine" falls back to "decoder". None: the packaged network
+    refine_weights: str | None = None
     # the heat map is coarse (a 64 x 64 grid): "guided" sharpens it along the slice's own edges (a guided
     # filter with the slice as guide, radius heat_refine_cells grid cells, regularisation heat_refine_eps)
     # before it is thresholded and boxed; None: bilinear only; "auto": per term, what the head's calibration
@@ -392,7 +401,31 @@ def heat_boxes(heat: torch.Tensor, pred: SlicePredictor, cfg: TextConfig,
     return boxes, pm, kept
 
 
-MASK_MODES = ("decoder", "heat", "blend", "gated")
+MASK_MODES = ("decoder", "heat", "blend", "gated", "refine")
+
+
+def _grow_box(box, d: float, hw: tuple[int, int]) -> tuple:
+    """A box (x0, y0, x1, y1, slice pixels) grown by ``d`` pixels on every side (shrunk for d < 0, never below one
+    pixel across), clipped to the slice (``hw``: rows, cols)."""
+    if not d:
+        return box
+    x0, y0, x1, y1 = (float(v) for v in box)
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    hx, hy = max(0.5, (x1 - x0) / 2 + d), max(0.5, (y1 - y0) / 2 + d)
+    return (max(0.0, cx - hx), max(0.0, cy - hy), min(hw[1] - 1.0, cx + hx), min(hw[0] - 1.0, cy + hy))
+
+
+def _mean_result(rs: list):
+    """One decoder answer from several (the same object prompted with slightly different boxes): the mean probability,
+    thresholded at 0.5, with the mean predicted IoU."""
+    if len(rs) == 1:
+        return rs[0]
+    import dataclasses
+
+    prob = np.mean([r.prob for r in rs], axis=0).astype(np.float32)
+    m = prob > 0.5
+    return dataclasses.replace(rs[0], mask=m, prob=prob, iou=float(np.mean([r.iou for r in rs])),
+                               mean_prob=float(prob[m].mean()) if m.any() else 0.0)
 
 
 def _calibrated(term: str, bundle, key: str, default):
@@ -558,6 +591,57 @@ def _fill_skipped(vol: np.ndarray, zs: list[int], encoded: np.ndarray) -> None:
         vol[sl + (z,)] = (1 - w) * da + w * db < 0
 
 
+def _refine_plans(plans: dict, cimg: MedImage, pred: SlicePredictor, g, cfg: TextConfig, extra: dict) -> dict:
+    """For the terms whose mask source is "refine": the refinement network's probability map (X, Y) on every slice
+    where the term has a heat box, keyed (term, z). Terms the network does not cover, and images that are not 3D CT
+    (the network's training domain), fall back to the decoder (``plans`` edited; findings.json says which)."""
+    want = [t for t, pl in plans.items() if pl["mode"] == "refine" and pl["hname"] == "organs"]
+    for t, pl in plans.items():
+        if pl["mode"] == "refine" and t not in want:
+            pl["mode"] = "decoder"
+    if not want:
+        return {}
+    from medground.models.refine import load_refine
+
+    bundle = load_refine(cfg.refine_weights)
+    use, why = bundle is not None, "no refinement network installed"
+    if use and cimg.ndim != 3:
+        use, why = False, "not a volume"
+    if use:
+        from medground.classify import classify
+
+        modality = classify(cimg)["modality"]
+        use, why = modality == "CT", f"the image was classified as {modality}, not CT"
+    cover = [t for t in want if use and t in bundle.term_ids]
+    for t in want:
+        if t not in cover:
+            plans[t]["mode"] = "decoder"
+    info = {"terms": cover, "network": bundle.name if bundle is not None else None}
+    if want and not cover:
+        info["fell_back_to_decoder"] = why if not use else "terms not covered by the network"
+    extra["mask_refinement"] = info
+    if not cover:
+        return {}
+    vecs = g.term_vectors(bundle.term_ids)
+    temb = torch.stack([vecs[t] for t in bundle.term_ids]).to(pred.device)
+    zs = sorted({z for t in cover for z in plans[t]["boxes"]})
+    h, w = pred.new_hw
+    cols = [bundle.term_ids.index(t) for t in cover]
+    out: dict[tuple[str, int], np.ndarray] = {}
+    for i in range(0, len(zs), 8):
+        chunk = zs[i: i + 8]
+        with torch.inference_mode():
+            heat, _ = g.head(torch.cat([pred.embedding(z) for z in chunk]), temb)
+            pics = torch.cat([pred._slice_tensor(z)[:, 0] for z in chunk])
+            prob = bundle.probabilities(pics, heat.float().cpu())[:, cols, :h, :w]
+            prob = F.interpolate(prob, size=pred.hw, mode="bilinear", align_corners=False).transpose(2, 3)
+        for k, z in enumerate(chunk):
+            for j, t in enumerate(cover):
+                if z in plans[t]["boxes"]:
+                    out[(t, z)] = prob[k, j].numpy()
+    return out
+
+
 # --------------------------------------------------------------------------- main entry
 def route_terms(term_ids: list[str], organs, findings=None) -> dict[str, str]:
     """What segments each term: "organs" when the organ head was trained on it; else "findings" when the
@@ -711,26 +795,34 @@ def segment_text(image: MedImage, prompts: list[str], device: str = "cpu", progr
                  for z in zs if encoded[z]}  # the others are filled below
         plans[tid] = {"hname": hname, "pz": pz, "zs": zs, "boxes": {z: b for z, b in boxes.items() if b[0]},
                       "mode": mask_mode(tid, heads[hname], cfg)}
+    refined = _refine_plans(plans, cimg, pred, g, cfg, extra)
     # 2. the decoder: every box of every term on a slice in one batch
     decoded: dict[tuple[str, int], list] = {}
     by_slice: dict[int, list[tuple[str, int]]] = {}
+    offsets = tuple(cfg.box_ensemble or ()) or (0.0,)
     for tid, pl in plans.items():
-        if pl["mode"] != "heat":
+        if pl["mode"] not in ("heat", "refine"):
             for z, (bx, _, _) in pl["boxes"].items():
                 by_slice.setdefault(z, []).extend((tid, i) for i in range(len(bx)))
     for z, req in sorted(by_slice.items()):
+        boxes = [_grow_box(plans[t]["boxes"][z][0][k], d / pred.scale, pred.hw) for t, k in req for d in offsets]
         rs = []
-        for i in range(0, len(req), 16):
-            chunk = req[i: i + 16]
-            rs += pred.predict_many(z, boxes=[plans[t]["boxes"][z][0][k] for t, k in chunk])
-        for (t, _), r in zip(req, rs):
-            decoded.setdefault((t, z), []).append(r)
+        for i in range(0, len(boxes), 16):
+            rs += pred.predict_many(z, boxes=boxes[i: i + 16])
+        for j, (t, _) in enumerate(req):
+            decoded.setdefault((t, z), []).append(_mean_result(rs[j * len(offsets): (j + 1) * len(offsets)]))
     # 3. per term: the masks, filled between encoded slices, cleaned in 3D
     for tid, pl in plans.items():
         mode, zs, pz = pl["mode"], pl["zs"], pl["pz"]
         vol = np.zeros((X, Y, Z), dtype=bool)
         ious = []
         for z, (_, pm, blobs) in sorted(pl["boxes"].items()):
+            if mode == "refine":  # the refinement network's redrawing of the term
+                m = refined[(tid, z)] > 0.5
+                vol[:, :, z] |= m
+                if m.any():
+                    ious.append(float(refined[(tid, z)][m].mean()))
+                continue
             if mode == "heat":  # the blobs themselves (above the slice's heat threshold, big enough)
                 vol[:, :, z] |= blobs
                 ious.append(float(pm[blobs].mean()))

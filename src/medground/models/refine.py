@@ -1,0 +1,104 @@
+"""Mask refinement network: a small U-Net that redraws a slice's masks at the network's full 256 x 256 resolution
+from the slice picture and the organ head's heat maps of a fixed set of terms.
+
+The grounding head places structures on a 64 x 64 grid (4 pixels of the 256 frame per cell); small and thin
+structures (adrenal glands, gallbladder, oesophagus, vessels) cover only a few cells. This network reads the picture
+itself (every pixel) together with the heat of all its terms at once (so neighbouring organs compete for each pixel:
+a softmax over background and the terms) and returns per-term probabilities in the 256 frame. It is a second stage:
+where and on which slices a structure is present still comes from the head; the network only redraws it.
+
+It is trained on one dataset's slices (``medground.train.refine``); a term it covers becomes the mask source
+``"refine"`` of :class:`medground.segment.text.TextConfig`, chosen per term on validation patients like the others.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+def _conv(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.GroupNorm(4, cout), nn.GELU(),
+                         nn.Conv2d(cout, cout, 3, padding=1, bias=False), nn.GroupNorm(4, cout), nn.GELU())
+
+
+class RefineNet(nn.Module):
+    """(B, 1 + T, H, W) picture and heat probabilities -> (B, 1 + T, H, W) logits (background first)."""
+
+    def __init__(self, terms: int, widths: tuple[int, ...] = (16, 24, 48, 64)):
+        super().__init__()
+        self.config = {"terms": terms, "widths": list(widths)}
+        self.enc = nn.ModuleList()
+        cin = 1 + terms
+        for w in widths:
+            self.enc.append(_conv(cin, w))
+            cin = w
+        self.dec = nn.ModuleList(_conv(widths[i + 1] + widths[i], widths[i]) for i in range(len(widths) - 1))
+        self.out = nn.Conv2d(widths[0], 1 + terms, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        skips = []
+        for i, e in enumerate(self.enc):
+            x = e(x if i == 0 else F.max_pool2d(x, 2))
+            skips.append(x)
+        for i in range(len(self.dec) - 1, -1, -1):
+            x = F.interpolate(x, size=skips[i].shape[-2:], mode="bilinear", align_corners=False)
+            x = self.dec[i](torch.cat([x, skips[i]], 1))
+        return self.out(x)
+
+
+def refine_inputs(picture: torch.Tensor, heat_logits: torch.Tensor) -> torch.Tensor:
+    """Network input from the slice pictures (B, H, W) in [0, 1] and the head's heat logits (B, T, G, G)."""
+    hp = torch.sigmoid(heat_logits.float())
+    hp = F.interpolate(hp, size=picture.shape[-2:], mode="bilinear", align_corners=False)
+    return torch.cat([picture[:, None].float(), hp], 1)
+
+
+def save_refine(net: RefineNet, path: str | Path, term_ids: list[str], card: dict) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"format": "medground-refine-v1", "config": net.config, "term_ids": list(term_ids), "card": card,
+                "state_dict": {k: v.half() if v.is_floating_point() else v for k, v in net.state_dict().items()}}, path)
+    path.with_suffix(".card.json").write_text(json.dumps(card, indent=2))
+    return path
+
+
+class RefineBundle:
+    def __init__(self, net: RefineNet, term_ids: list[str], card: dict):
+        self.net, self.term_ids, self.card = net, list(term_ids), card
+        self.name = card.get("name", "refine")
+
+    @torch.inference_mode()
+    def probabilities(self, picture: torch.Tensor, heat_logits: torch.Tensor) -> torch.Tensor:
+        """(B, H, W) pictures, (B, T, G, G) heat logits of ``term_ids`` in that order -> (B, T, H, W) probabilities."""
+        return torch.softmax(self.net(refine_inputs(picture, heat_logits)), 1)[:, 1:]
+
+
+DEFAULT_REFINE = Path(__file__).parent / "weights" / "refine_ct.pt"
+_CACHE: dict = {}
+
+
+def load_refine(path: str | Path | None = None) -> RefineBundle | None:
+    """The packaged refinement network (None when it is not there), or one from a path."""
+    p = Path(path) if path else DEFAULT_REFINE
+    if str(p) in _CACHE:
+        return _CACHE[str(p)]
+    if not p.exists():
+        if path:
+            from medground.io.image import MedGroundInputError
+
+            raise MedGroundInputError(f"no refinement weights at {p}")
+        return None
+    obj = torch.load(p, map_location="cpu", weights_only=False)
+    if not isinstance(obj, dict) or obj.get("format") != "medground-refine-v1":
+        from medground.io.image import MedGroundInputError
+
+        raise MedGroundInputError(f"{p} is not a medground refinement checkpoint")
+    net = RefineNet(obj["config"]["terms"], tuple(obj["config"]["widths"]))
+    net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in obj["state_dict"].items()}, strict=True)
+    b = RefineBundle(net.eval(), obj["term_ids"], obj.get("card", {}))
+    _CACHE[str(p)] = b
+    return b
