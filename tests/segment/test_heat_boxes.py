@@ -98,28 +98,3 @@ def test_heat_is_smoothed_along_z_per_term():
     assert torch.equal(out[:, 1], H[:, 1])  # weight 0: untouched
     flat = torch.ones(4, 1, 2, 2)
     assert torch.allclose(smooth_z(flat, torch.tensor([0.25])), flat)  # constant along z (ends included) stays
-
-
-def test_box_ensemble_grows_and_shrinks_boxes_within_the_slice_and_averages_the_answers():
-    from medground.segment.predictor import SliceResult
-    from medground.segment.text import _grow_box, _mean_result
-
-    hw = (96, 128)  # rows, cols
-    assert _grow_box((10, 20, 30, 40), 0, hw) == (10, 20, 30, 40)
-    assert _grow_box((10, 20, 30, 40), 2, hw) == pytest.approx((8, 18, 32, 42))
-    assert _grow_box((10, 20, 30, 40), -3, hw) == pytest.approx((13, 23, 27, 37))
-    assert _grow_box((0, 0, 127, 95), 5, hw) == pytest.approx((0, 0, 127, 95))  # clipped to the slice
-    x0, y0, x1, y1 = _grow_box((10, 20, 12, 22), -4, hw)  # never shrunk below one pixel across
-    assert x1 - x0 == pytest.approx(1.0) and y1 - y0 == pytest.approx(1.0) and (x0 + x1) / 2 == pytest.approx(11)
-
-    def res(p, iou):
-        prob = np.zeros((4, 3), np.float32)
-        prob[0] = p
-        return SliceResult(mask=prob > 0.5, logits=np.zeros((2, 2), np.float32), iou=iou,
-                           mean_prob=p if p > 0.5 else 0.0, prob=prob)
-
-    one = res(0.9, 0.8)
-    assert _mean_result([one]) is one
-    m = _mean_result([res(0.9, 0.8), res(0.3, 0.6)])  # mean 0.6: kept
-    assert m.mask[0].all() and not m.mask[1:].any() and m.iou == pytest.approx(0.7) and m.mean_prob == pytest.approx(0.6)
-    assert not _mean_result([res(0.9, 0.8), res(0.0, 0.6)]).mask.any()  # mean 0.45: dropped

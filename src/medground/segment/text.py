@@ -47,10 +47,6 @@ class TextConfig:
     # the decoder (a box thresholded from the coarse heat sits ~1-2 pixels inside the structure, while the
     # decoder was trained on boxes around it); "auto": per term, the head's calibration (0 when it says nothing)
     box_margin: Any = "auto"
-    # the decoder is sensitive to how tight its box is; with offsets (pixels of the 256 frame, e.g. (-2, 0, 2, 4)) each
-    # heat box prompts it once per offset (the box grown, or shrunk for a negative one, on every side) and the
-    # probabilities are averaged (decoder and blend sources). None / (): one box, as it is
-    box_ensemble: Any = None
     orientation_min_prob: float = 0.6  # below this the picture is used as given
     # a volume reoriented by its header is checked by the orientation classifier too (probabilities pooled over
     # left-right mirror pairs): when the header's own view gets at most header_check_max_identity and another
@@ -402,30 +398,6 @@ def heat_boxes(heat: torch.Tensor, pred: SlicePredictor, cfg: TextConfig,
 
 
 MASK_MODES = ("decoder", "heat", "blend", "gated", "refine")
-
-
-def _grow_box(box, d: float, hw: tuple[int, int]) -> tuple:
-    """A box (x0, y0, x1, y1, slice pixels) grown by ``d`` pixels on every side (shrunk for d < 0, never below one
-    pixel across), clipped to the slice (``hw``: rows, cols)."""
-    if not d:
-        return box
-    x0, y0, x1, y1 = (float(v) for v in box)
-    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
-    hx, hy = max(0.5, (x1 - x0) / 2 + d), max(0.5, (y1 - y0) / 2 + d)
-    return (max(0.0, cx - hx), max(0.0, cy - hy), min(hw[1] - 1.0, cx + hx), min(hw[0] - 1.0, cy + hy))
-
-
-def _mean_result(rs: list):
-    """One decoder answer from several (the same object prompted with slightly different boxes): the mean probability,
-    thresholded at 0.5, with the mean predicted IoU."""
-    if len(rs) == 1:
-        return rs[0]
-    import dataclasses
-
-    prob = np.mean([r.prob for r in rs], axis=0).astype(np.float32)
-    m = prob > 0.5
-    return dataclasses.replace(rs[0], mask=m, prob=prob, iou=float(np.mean([r.iou for r in rs])),
-                               mean_prob=float(prob[m].mean()) if m.any() else 0.0)
 
 
 def _calibrated(term: str, bundle, key: str, default):
@@ -799,18 +771,17 @@ def segment_text(image: MedImage, prompts: list[str], device: str = "cpu", progr
     # 2. the decoder: every box of every term on a slice in one batch
     decoded: dict[tuple[str, int], list] = {}
     by_slice: dict[int, list[tuple[str, int]]] = {}
-    offsets = tuple(cfg.box_ensemble or ()) or (0.0,)
     for tid, pl in plans.items():
         if pl["mode"] not in ("heat", "refine"):
             for z, (bx, _, _) in pl["boxes"].items():
                 by_slice.setdefault(z, []).extend((tid, i) for i in range(len(bx)))
     for z, req in sorted(by_slice.items()):
-        boxes = [_grow_box(plans[t]["boxes"][z][0][k], d / pred.scale, pred.hw) for t, k in req for d in offsets]
         rs = []
-        for i in range(0, len(boxes), 16):
-            rs += pred.predict_many(z, boxes=boxes[i: i + 16])
-        for j, (t, _) in enumerate(req):
-            decoded.setdefault((t, z), []).append(_mean_result(rs[j * len(offsets): (j + 1) * len(offsets)]))
+        for i in range(0, len(req), 16):
+            chunk = req[i: i + 16]
+            rs += pred.predict_many(z, boxes=[plans[t]["boxes"][z][0][k] for t, k in chunk])
+        for (t, _), r in zip(req, rs):
+            decoded.setdefault((t, z), []).append(r)
     # 3. per term: the masks, filled between encoded slices, cleaned in 3D
     for tid, pl in plans.items():
         mode, zs, pz = pl["mode"], pl["zs"], pl["pz"]
