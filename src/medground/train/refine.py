@@ -207,7 +207,7 @@ def train(data: Path, val: Path | None, out: Path, epochs: int = 12, crops_per_e
             loss.backward()
             opt.step()
             sched.step()
-            losses.append(float(loss))
+            losses.append(float(loss.detach()))
         rec = {"epoch": ep + 1, "loss": round(float(np.mean(losses)), 4), "minutes": round((time.time() - t0) / 60, 1)}
         if vdata is not None and (ep + 1 == epochs or (ep + 1) % 3 == 0):
             d, base = evaluate(net, vdata[0], vdata[1], vdata[2])
