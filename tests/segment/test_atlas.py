@@ -90,6 +90,21 @@ def test_atlas_terms_come_from_the_registry():
     assert not is_atlas_term("liver")
 
 
+def test_structures_the_atlases_label_in_parts_are_their_union():
+    """The thalamus is labelled only as Julich-Brain nuclei, a cerebellar hemisphere only as lobules: they are
+    segmented as the union of their atlas parts, of the term's own side."""
+    from medground.ontology import Ontology
+    from medground.segment.atlas import atlas_members, is_atlas_term
+
+    onto = Ontology.default()
+    right = atlas_members("thalamus_right")
+    assert len(right) >= 10 and all(onto.get(t).laterality == "right" for t in right) and is_atlas_term("thalamus_right")
+    assert sum(t.startswith("thalamus_") for t in right) >= 10 and "putamen_right" not in right
+    hemi = atlas_members("cerebellar_hemisphere_left")
+    assert hemi and all(onto.get(t).laterality == "left" and "vermis" not in t for t in hemi)
+    assert atlas_members("putamen_left") == ("putamen_left",) and atlas_members("liver") == ()
+
+
 def test_registration_recovers_a_known_transform_in_the_input_grid(atlas_root):
     from medground.segment.text import segment_text
 
@@ -196,10 +211,14 @@ def test_real_t1_putamen_on_the_left(shared_data, tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     monkeypatch.setattr(A, "_CACHE", {})
     image = medground.load(_shared_brain(shared_data, "chris_t1.nii.gz"))
-    r = A.segment_atlas(image, ["putamen_left", "putamen_right"])
+    r = A.segment_atlas(image, ["putamen_left", "putamen_right", "thalamus_right"])
     assert r.info["ok"] and r.info["correlation"] > 0.3, r.info
+    assert set(r.masks) == {"putamen_left", "putamen_right", "thalamus_right"}  # the thalamic nuclei are not listed
     ml = {t: m.sum() * abs(np.linalg.det(image.affine[:3, :3])) / 1000 for t, m in r.masks.items()}
-    assert all(3 < v < 10 for v in ml.values()), ml  # adult putamen: ~4-7 mL
+    assert all(3 < ml[t] < 10 for t in ("putamen_left", "putamen_right")), ml  # adult putamen: ~4-7 mL
+    assert 5 < ml["thalamus_right"] < 15, ml  # the union of the right thalamic nuclei (adult thalamus ~6-9 mL)
+    xt = (image.affine @ np.r_[np.argwhere(r.masks["thalamus_right"]).mean(0), 1])[0]
+    assert xt > 5 and "brain-julich" in r.atlas["thalamus_right"]
     xl = (image.affine @ np.r_[np.argwhere(r.masks["putamen_left"]).mean(0), 1])[0]
     xr = (image.affine @ np.r_[np.argwhere(r.masks["putamen_right"]).mean(0), 1])[0]
     assert xl < -15 and xr > 15
@@ -242,6 +261,8 @@ def test_untrained_terms_are_flagged_and_atlas_masks_stay_in_the_input_grid():
     res = _assemble(image, ["L3 vertebra", "left putamen"], [onto.resolve("L3 vertebra"), onto.resolve("left putamen")],
                     per_term, heads, canon)
     assert res[0].info["terms"][0]["trained"] is False and res[0].mask[5, 0, 0] and res[0].mask.sum() == 1
+    assert res[0].confidence == 0.5 and "zero-shot" in res[0].info["warning"]  # 0.7 x 0.9 claimed, capped
+    assert res[1].confidence == 1.0 and "warning" not in res[1].info
     assert "trained" not in res[1].info["terms"][0] and res[1].mask[1, 1, 1] and res[1].mask.sum() == 1
     assert res[1].info["terms"][0]["grounding_head"] == "brain-cit168 atlas (registration)"
 

@@ -73,8 +73,39 @@ def atlas_term_index() -> dict[str, tuple[str, int]]:
     return _CACHE["index"]
 
 
+def atlas_members(term_id: str) -> tuple[str, ...]:
+    """The atlas labels that make up ``term_id``: itself when an atlas labels it; else, for a structure the atlases
+    only label in parts (the thalamus: Julich-Brain's thalamic nuclei; a cerebellar hemisphere: its lobules), the
+    atlas-labelled terms below it in the ontology, of its side when it has one (a sided term with no parts of its
+    own, "right thalamus", takes the right-sided parts of its unsided whole). Empty: not an atlas structure."""
+    key = ("members", term_id)
+    if key in _CACHE:
+        return _CACHE[key]
+    idx = atlas_term_index()
+    if term_id in idx:
+        out: tuple[str, ...] = (term_id,)
+    else:
+        from medground.ontology import Ontology
+
+        onto = Ontology.default()
+        out = ()
+        try:
+            term = onto.get(term_id)
+        except Exception:  # noqa: BLE001 - not an ontology term
+            term = None
+        if term is not None:
+            below = [t.id if hasattr(t, "id") else str(t) for t in onto.descendants(term_id)]
+            out = tuple(t for t in below if t in idx)
+            side = getattr(term, "laterality", None)
+            if not out and side in ("left", "right") and term.parent:
+                below = [t.id if hasattr(t, "id") else str(t) for t in onto.descendants(term.parent)]
+                out = tuple(t for t in below if t in idx and getattr(onto.get(t), "laterality", None) == side)
+    _CACHE[key] = out
+    return out
+
+
 def is_atlas_term(term_id: str) -> bool:
-    return term_id in atlas_term_index()
+    return bool(atlas_members(term_id))
 
 
 def _checkout_root() -> Path:
@@ -300,17 +331,21 @@ def segment_atlas(image: MedImage, term_ids: list[str], cfg: AtlasConfig | None 
                                   "orientation), which this file does not carry")
     cfg = cfg or AtlasConfig()
     idx = atlas_term_index()
-    unknown = [t for t in term_ids if t not in idx]
+    unknown = [t for t in term_ids if not atlas_members(t)]
     if unknown:
         raise ValueError(f"not atlas terms: {unknown}")
+    composite = {t: atlas_members(t) for t in term_ids if t not in idx}  # unions of atlas labels
+    requested = term_ids
+    term_ids = list(dict.fromkeys([t for t in term_ids if t in idx] + [m for ms in composite.values() for m in ms]))
     root = find_atlas_root()
     tx, info = register_to_template(image, cfg, root)
     shape = image.data.shape[:3]
     masks = {t: np.zeros(shape, dtype=bool) for t in term_ids}
     inside = {t: 0.0 for t in term_ids}
     atlas_of = {t: idx[t][0] for t in term_ids}
+    volumes: dict[str, tuple[float, float]] = {}  # term -> (mm3 expected, mm3 in view)
     if tx is None or not info["ok"]:
-        return AtlasResult(masks, inside, atlas_of, info)
+        return _unite(AtlasResult(masks, inside, atlas_of, info), requested, composite, volumes, cfg)
     ref = _to_sitk(np.zeros(shape, np.uint8), image.affine, np.uint8)
     vox_mm3 = float(abs(np.linalg.det(image.affine[:3, :3]))) or 1.0
     for name in sorted({idx[t][0] for t in term_ids}):
@@ -333,7 +368,32 @@ def segment_atlas(image: MedImage, term_ids: list[str], cfg: AtlasConfig | None 
             got = float(m.sum()) * vox_mm3 * abs(float(info["affine_volume_ratio"]))
             frac = min(got / expect, 1.0) if expect > 0 else 0.0
             inside[t] = frac
+            volumes[t] = (expect, got)
             # the brain is present with any sizeable part of it in view (slabs); a nucleus needs most of itself
             need = cfg.min_inside_brain if value == BRAIN else cfg.min_inside
             masks[t] = m if frac >= need else np.zeros(shape, dtype=bool)
-    return AtlasResult(masks, inside, atlas_of, info)
+            if t not in requested:  # a part of a composite: kept whole, the union is judged below
+                masks[t] = m
+    return _unite(AtlasResult(masks, inside, atlas_of, info), requested, composite, volumes, cfg)
+
+
+def _unite(res: AtlasResult, requested: list[str], composite: dict, volumes: dict, cfg: AtlasConfig) -> AtlasResult:
+    """The requested terms only, each composite the union of its parts' masks, present when at least
+    ``cfg.min_inside`` of the parts' joint volume is in the field of view."""
+    shape = next(iter(res.masks.values())).shape if res.masks else (0, 0, 0)
+    masks, inside, atlas_of = {}, {}, {}
+    for t in requested:
+        if t not in composite:
+            masks[t], inside[t], atlas_of[t] = res.masks[t], res.inside[t], res.atlas[t]
+            continue
+        parts = composite[t]
+        expect = sum(volumes.get(m, (0.0, 0.0))[0] for m in parts)
+        got = sum(volumes.get(m, (0.0, 0.0))[1] for m in parts)
+        frac = min(got / expect, 1.0) if expect > 0 else 0.0
+        union = np.zeros(shape, dtype=bool)
+        for m in parts:
+            union |= res.masks[m]
+        masks[t] = union if frac >= cfg.min_inside else np.zeros(shape, dtype=bool)
+        inside[t] = frac
+        atlas_of[t] = " + ".join(sorted({res.atlas[m] for m in parts})) + f" ({len(parts)} labels)"
+    return AtlasResult(masks, inside, atlas_of, res.info)

@@ -680,6 +680,9 @@ def _assemble(image: MedImage, prompts: list[str], resolved: list, per_term: dic
                 entry["trained"] = False  # the head never saw this term: its answer is zero-shot
             terms.append(entry)
         r.info = {"terms": terms, "present": present, "presence_probability": round(float(presence), 4)}
+        if all(e.get("trained") is False for e in terms):  # a zero-shot guess is no better than even odds
+            r.confidence = min(r.confidence, 0.5)
+            r.info["warning"] = "no model was trained on this structure: a zero-shot guess, confidence capped at 0.5"
         results.append(r)
     return results
 
