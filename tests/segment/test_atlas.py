@@ -103,6 +103,10 @@ def test_structures_the_atlases_label_in_parts_are_their_union():
     hemi = atlas_members("cerebellar_hemisphere_left")
     assert hemi and all(onto.get(t).laterality == "left" and "vermis" not in t for t in hemi)
     assert atlas_members("putamen_left") == ("putamen_left",) and atlas_members("liver") == ()
+    assert set(atlas_members("putamen")) == {"putamen_left", "putamen_right"}
+    # a few nuclei inside the brainstem are not the brainstem; every brain label is not the head
+    assert atlas_members("brainstem") == () and atlas_members("midbrain") == () and atlas_members("head") == ()
+    assert not is_atlas_term("body") and is_atlas_term("frontal_lobe_left") and is_atlas_term("hippocampus_right")
 
 
 def test_registration_recovers_a_known_transform_in_the_input_grid(atlas_root):

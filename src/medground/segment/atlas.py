@@ -73,6 +73,17 @@ def atlas_term_index() -> dict[str, tuple[str, int]]:
     return _CACHE["index"]
 
 
+# structures the atlases' labels tile (their union is the structure, up to the atlases' own gaps): only these,
+# their sides, and a term whose parts are its own left and right are segmented as unions. Not "brainstem" or
+# "midbrain" (a few nuclei inside them), nor "head" or "body" (every brain label, which is not a head)
+TILED = frozenset({
+    "thalamus", "cerebellum", "cerebellar_hemisphere_left", "cerebellar_hemisphere_right", "cerebellar_vermis",
+    "cerebellar_nuclei", "dentate_nucleus", "hippocampus", "amygdala", "striatum", "globus_pallidus",
+    "basal_ganglia", "nucleus_accumbens", "substantia_nigra", "red_nucleus", "hypothalamus", "cerebral_cortex",
+    "frontal_lobe", "parietal_lobe", "temporal_lobe", "occipital_lobe", "insula", "cingulate_cortex",
+})
+
+
 def atlas_members(term_id: str) -> tuple[str, ...]:
     """The atlas labels that make up ``term_id``: itself when an atlas labels it; else, for a structure the atlases
     only label in parts (the thalamus: Julich-Brain's thalamic nuclei; a cerebellar hemisphere: its lobules), the
@@ -97,9 +108,14 @@ def atlas_members(term_id: str) -> tuple[str, ...]:
             below = [t.id if hasattr(t, "id") else str(t) for t in onto.descendants(term_id)]
             out = tuple(t for t in below if t in idx)
             side = getattr(term, "laterality", None)
+            base = term_id
             if not out and side in ("left", "right") and term.parent:
+                base = term.parent
                 below = [t.id if hasattr(t, "id") else str(t) for t in onto.descendants(term.parent)]
                 out = tuple(t for t in below if t in idx and getattr(onto.get(t), "laterality", None) == side)
+            own_sides = all(onto.get(t).parent == base for t in out)  # "putamen" = left + right putamen
+            if out and not own_sides and base not in TILED and term_id not in TILED:
+                out = ()
     _CACHE[key] = out
     return out
 
