@@ -124,8 +124,9 @@ class SlicePredictor:
                                  [mask_logits] if mask_logits is not None else None, multimask)[0]
 
     def predict_many(self, z: int, boxes=None, points=None, point_labels=None, mask_logits=None,
-                     multimask: bool = False) -> list[SliceResult]:
-        """Several prompts on one slice share one embedding and one decoder batch."""
+                     multimask: bool = False, model=None) -> list[SliceResult]:
+        """Several prompts on one slice share one embedding and one decoder batch. ``model``: another LiteMedSAM
+        to decode with (e.g. a fine-tuned decoder sharing this one's image encoder); None: the predictor's."""
         n = len(boxes) if boxes is not None else len(points)
         emb = self.embedding(z).expand(n, -1, -1, -1)
         bx = None
@@ -142,7 +143,7 @@ class SlicePredictor:
         if mask_logits is not None:
             mi = torch.from_numpy(np.stack([np.asarray(m, dtype=np.float32) for m in mask_logits]))[:, None].to(self.device)
         with torch.inference_mode():
-            logits, iou = self.model.decode(emb, boxes=bx, points=pts, mask_input=mi, multimask=multimask)
+            logits, iou = (model if model is not None else self.model).decode(emb, boxes=bx, points=pts, mask_input=mi, multimask=multimask)
             if multimask and logits.shape[1] > 1:
                 best = iou.argmax(dim=1)
                 idx = torch.arange(n)

@@ -88,6 +88,14 @@ class TextConfig:
     # trained on, at 256 x 256. It was trained on abdominal CT, so it is used only on 3D images the classifier takes
     # for CT; elsewhere (and for terms it does not cover) "refine" falls back to "decoder". None: the packaged network
     refine_weights: str | None = None
+    # a LiteMedSAM decoder fine-tuned on one kind of image (medground.models.decoders; the image encoder is shared)
+    # draws the masks of the terms it was trained on when the image classifier takes the input for that kind:
+    # "auto": the packaged CT decoder when installed; None: the pretrained decoder everywhere; a path: that
+    # checkpoint (for CT)
+    ct_decoder: str | None = "auto"
+    # ... when the classifier's CT probability reaches this (BTCV volumes 0.81-0.96, real HU CT 0.99; the MR volumes
+    # it takes for CT, 3 of 20 CHAOS and 2 of 60 ACDC, at most 0.59)
+    ct_decoder_min_prob: float = 0.7
     # the heat map is coarse (a 64 x 64 grid): "guided" sharpens it along the slice's own edges (a guided
     # filter with the slice as guide, radius heat_refine_cells grid cells, regularisation heat_refine_eps)
     # before it is thresholded and boxed; None: bilinear only; "auto": per term, what the head's calibration
@@ -614,6 +622,39 @@ def _refine_plans(plans: dict, cimg: MedImage, pred: SlicePredictor, g, cfg: Tex
     return out
 
 
+def _domain_decoders(plans: dict, cimg: MedImage, pred: SlicePredictor, cfg: TextConfig, extra: dict) -> dict:
+    """term -> the fine-tuned LiteMedSAM that decodes it (``TextConfig.ct_decoder``): the organ-head terms the CT
+    decoder was trained on, when the image classifier takes the input for CT. findings.json says which terms
+    used it, or why none did."""
+    want = [t for t, pl in plans.items() if pl["hname"] == "organs" and pl["mode"] not in ("heat", "refine")
+            and pl["boxes"]]
+    if cfg.ct_decoder is None or not want:
+        return {}
+    from medground.models.decoders import apply_decoder, packaged_decoder, read_decoder
+
+    path = packaged_decoder("ct") if cfg.ct_decoder == "auto" else cfg.ct_decoder
+    if path is None:
+        return {}
+    _, card = read_decoder(path)
+    cover = [t for t in want if t in set(card.get("terms", []))]
+    if not cover:
+        return {}
+    from medground.classify import classify
+
+    c = classify(cimg)
+    modality, prob = c["modality"], float(c.get("modality_confidence", 1.0))
+    use = modality == "CT" and prob >= cfg.ct_decoder_min_prob
+    info = {"decoder": card.get("name", "ct decoder"), "terms": cover if use else []}
+    if not use:
+        info["not_used_because"] = (f"the image was classified as {modality}, not CT" if modality != "CT" else
+                                    f"the image was classified as CT with probability {prob:.2f} only")
+    extra["fine_tuned_decoder"] = info
+    if not use:
+        return {}
+    model = apply_decoder(pred.model, path)
+    return {t: model for t in cover}
+
+
 # --------------------------------------------------------------------------- main entry
 def route_terms(term_ids: list[str], organs, findings=None) -> dict[str, str]:
     """What segments each term: "organs" when the organ head was trained on it; else "findings" when the
@@ -771,6 +812,7 @@ def segment_text(image: MedImage, prompts: list[str], device: str = "cpu", progr
         plans[tid] = {"hname": hname, "pz": pz, "zs": zs, "boxes": {z: b for z, b in boxes.items() if b[0]},
                       "mode": mask_mode(tid, heads[hname], cfg)}
     refined = _refine_plans(plans, cimg, pred, g, cfg, extra)
+    decoder_of = _domain_decoders(plans, cimg, pred, cfg, extra)
     # 2. the decoder: every box of every term on a slice in one batch
     decoded: dict[tuple[str, int], list] = {}
     by_slice: dict[int, list[tuple[str, int]]] = {}
@@ -779,12 +821,17 @@ def segment_text(image: MedImage, prompts: list[str], device: str = "cpu", progr
             for z, (bx, _, _) in pl["boxes"].items():
                 by_slice.setdefault(z, []).extend((tid, i) for i in range(len(bx)))
     for z, req in sorted(by_slice.items()):
-        rs = []
-        for i in range(0, len(req), 16):
-            chunk = req[i: i + 16]
-            rs += pred.predict_many(z, boxes=[plans[t]["boxes"][z][0][k] for t, k in chunk])
-        for (t, _), r in zip(req, rs):
-            decoded.setdefault((t, z), []).append(r)
+        groups: dict[int, list] = {}  # requests per decoder (the pretrained one, a domain's fine-tuned one)
+        for t, k in req:
+            groups.setdefault(id(decoder_of.get(t)), []).append((t, k))
+        for grp in groups.values():
+            dec = decoder_of.get(grp[0][0])
+            rs = []
+            for i in range(0, len(grp), 16):
+                chunk = grp[i: i + 16]
+                rs += pred.predict_many(z, boxes=[plans[t]["boxes"][z][0][k] for t, k in chunk], model=dec)
+            for (t, _), r in zip(grp, rs):
+                decoded.setdefault((t, z), []).append(r)
     # 3. per term: the masks, filled between encoded slices, cleaned in 3D
     for tid, pl in plans.items():
         mode, zs, pz = pl["mode"], pl["zs"], pl["pz"]
