@@ -298,7 +298,7 @@ def train(data_dir: Path, val_dir: Path | None, out: Path, steps: int = 4000, ba
     rng = np.random.default_rng(seed)
     data = SliceSet(data_dir)
     val = SliceSet(val_dir) if val_dir else None
-    model = load_model("litemedsam").to(device)
+    model = load_model("litemedsam", cache=False).to(device)  # trained in place: not the shared copy
     model.train()
     params = [p for n, p in model.named_parameters() if n.startswith(("mask_decoder", "prompt_encoder"))]
     for n, p in model.named_parameters():
