@@ -44,12 +44,13 @@ def dice(a, b):
 
 
 def test_adaptive_encodes_fewer_slices_and_matches_all():
+    # head_region_gate=None here and below: the image classifier takes a lone bright ellipsoid for a head
     img, ref = ellipsoid_volume()
     sam_all, sam_ad = CountingSAM(), CountingSAM()
     full, ex_all = segment_text(img, ["liver"], model=sam_all, grounding=organ_head(), findings=None,
-                                cfg=TextConfig(slice_sampling="all"))
+                                cfg=TextConfig(slice_sampling="all", head_region_gate=None))
     ad, ex_ad = segment_text(img, ["liver"], model=sam_ad, grounding=organ_head(), findings=None,
-                             cfg=TextConfig(sparse_edge_mm=0.0))
+                             cfg=TextConfig(sparse_edge_mm=0.0, head_region_gate=None))
     assert sam_all.encoded == 60 and ex_all["slice_sampling"] == {"mode": "all", "slices": 60,
                                                                      "slices_encoded": 60, "first_step": 1}
     assert ex_ad["slice_sampling"]["mode"] == "adaptive" and ex_ad["slice_sampling"]["first_step"] == 8
@@ -65,7 +66,8 @@ def test_adaptive_encodes_fewer_slices_and_matches_all():
 def test_default_finds_the_extent_within_the_edge_gap():
     img, ref = ellipsoid_volume()
     sam = CountingSAM()
-    res, ex = segment_text(img, ["liver"], model=sam, grounding=organ_head(), findings=None)
+    res, ex = segment_text(img, ["liver"], model=sam, grounding=organ_head(), findings=None,
+                           cfg=TextConfig(head_region_gate=None))
     zs = np.where(res[0].mask.any(axis=(0, 1)))[0]
     assert abs(zs[0] - 14) <= 4 and abs(zs[-1] - 45) <= 4  # sparse_edge_mm 10 at 2 mm: 4 slices at most
     assert sam.encoded == ex["slice_sampling"]["slices_encoded"] < 30
