@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -30,59 +29,24 @@ from scipy import ndimage
 
 # ----------------------------------------------------------------------------------- data
 def build(dataset: Path, split: str, every: int, out: Path, emb_cache: str | None = None) -> None:
-    from medground.data import list_cases, load_case, read_dataset
-    from medground.evaluate.runner import _ref_masks
-    from medground.io import load
-    from medground.io.image import MedImage
-    from medground.models import load_model
+    from medground.data import read_dataset
     from medground.models.grounding import load_grounding
-    from medground.segment.predictor import MODEL_SIZE, SlicePredictor
-    from medground.segment.text import TextConfig, canonicalize
+    from medground.train.slices import canonical_cases, slice_model
 
-    ds = read_dataset(dataset)
-    labels = {int(k): v for k, v in ds["labels"].items() if int(k)}
-    terms = sorted(set(labels.values()))
+    terms = sorted({v for k, v in read_dataset(dataset)["labels"].items() if int(k)})
     g = load_grounding()
-    model = load_model("litemedsam")
-    if emb_cache:
-        sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "benchmarks"))
-        from embcache import CachedEncoder
-
-        model = CachedEncoder(model, emb_cache)
     out.mkdir(parents=True, exist_ok=True)
-    for c in list_cases(dataset, split):
-        f = out / f"{c['id']}.npz"
-        if f.exists():
-            continue
-        image = load(dataset / c["image"])
-        _, label, masks = load_case(dataset, c)
-        refs = _ref_masks(c, label, masks, labels, terms)
-        lab = np.zeros(image.shape, np.uint8)
-        for i, t in enumerate(terms, 1):
-            lab[np.transpose(refs[t], (2, 1, 0)) & (lab == 0)] = i
-        canon = canonicalize(image, g.orientation, TextConfig())
-        if canon.info.get("transform_after_header"):
-            print(f"{c['id']}: skipped (the anatomy check overruled its header)", flush=True)
-            continue
-        lab_img = MedImage(lab, image.affine, 3, "SEG", image.has_geometry, "MONOCHROME2", "", "nifti", dict(image.meta))
-        lcanon = canonicalize(lab_img, None).image.data
-        pred = SlicePredictor(canon.image, model=model)
-        h, w = pred.new_hw
-        zs = list(range(0, canon.image.shape[2], every))
-        embs, labs = [], []
+    for cid, pred, zs, labs in canonical_cases(dataset, split, every, slice_model(emb_cache), g, terms,
+                                               done=lambda cid: (out / f"{cid}.npz").exists()):
+        embs = []
         for i in range(0, len(zs), 8):
             chunk = zs[i: i + 8]
             pred.prepare(chunk)
-            for z in chunk:
-                embs.append(pred.embedding(z)[0].half().cpu().numpy())
-                ls = torch.from_numpy(np.ascontiguousarray(lcanon[:, :, z].T))[None, None].float()
-                ls = F.interpolate(ls, size=(h, w), mode="nearest")[0, 0].numpy().astype(np.uint8)
-                L = np.zeros((MODEL_SIZE, MODEL_SIZE), np.uint8)
-                L[:h, :w] = ls
-                labs.append(L)
-        np.save(out / f"{c['id']}.emb.npy", np.stack(embs))
-        np.savez_compressed(f, lab=np.stack(labs), zs=np.array(zs), terms=np.array(terms), hw=np.array([h, w]))
-        print(f"{c['id']}: {len(zs)} slices", flush=True)
+            embs += [pred.embedding(z)[0].half().cpu().numpy() for z in chunk]
+        np.save(out / f"{cid}.emb.npy", np.stack(embs))
+        np.savez_compressed(out / f"{cid}.npz", lab=labs, zs=np.array(zs), terms=np.array(terms),
+                            hw=np.array(pred.new_hw))
+        print(f"{cid}: {len(zs)} slices", flush=True)
 
 
 class SliceSet:
