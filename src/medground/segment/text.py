@@ -840,6 +840,10 @@ def segment_text(image: MedImage, prompts: list[str], device: str = "cpu", progr
                  for z in zs if encoded[z]}  # the others are filled below
         plans[tid] = {"hname": hname, "pz": pz, "zs": zs, "boxes": {z: b for z, b in boxes.items() if b[0]},
                       "mode": mask_mode(tid, heads[hname], cfg)}
+    # a body organ asked of a head image: absent, so nothing of it is decoded
+    outside = _out_of_region(list(plans), image, cfg, onto)  # the input as `medground classify` sees it
+    for tid in outside:
+        plans[tid]["boxes"] = {}
     refined = _refine_plans(plans, cimg, pred, g, cfg, extra)
     decoder_of = _domain_decoders(plans, cimg, pred, cfg, extra)
     # 2. the decoder: every box of every term on a slice in one batch
@@ -861,8 +865,7 @@ def segment_text(image: MedImage, prompts: list[str], device: str = "cpu", progr
                 rs += pred.predict_many(z, boxes=[plans[t]["boxes"][z][0][k] for t, k in chunk], model=dec)
             for (t, _), r in zip(grp, rs):
                 decoded.setdefault((t, z), []).append(r)
-    # 3. per term: the masks, filled between encoded slices, cleaned in 3D (a body organ on a head image: absent)
-    outside = _out_of_region(list(plans), image, cfg, onto)  # the input as `medground classify` sees it
+    # 3. per term: the masks, filled between encoded slices, cleaned in 3D
     for tid, pl in plans.items():
         mode, zs, pz = pl["mode"], pl["zs"], pl["pz"]
         vol = np.zeros((X, Y, Z), dtype=bool)
@@ -896,7 +899,7 @@ def segment_text(image: MedImage, prompts: list[str], device: str = "cpu", progr
         if Z > 1 and cfg.keep_largest_3d and vol.any():
             vol = largest_component(vol)
         short = _too_short(vol, tid, canon.image, cfg) if Z > 1 else None
-        if short or tid in outside:
+        if short:
             vol[:] = False
         present = bool(vol.any())
         per_term[tid] = {"mask": vol, "too_short": short, "outside": outside.get(tid),
