@@ -133,6 +133,17 @@ class TextConfig:
     # whole is used, a dict whole term id -> one of those, or "auto": the head's calibration (chosen on
     # validation patients; e.g. the whole lung on radiographs, whose references draw the lung behind the heart)
     whole: Any = "auto"
+    # MR grey scale (medground.segment.contrast): the organ head learned abdominal MR from fat-suppressed T2 and cardiac
+    # MR from cine; on an image the classifier takes for MR (and not for the head), a few probe slices are scored
+    # as acquired and with their grey values inverted inside the body, and the inverse is used when the asked
+    # organs' presence (mean over the probe slices and terms) is higher by contrast_margin and reaches contrast_min
+    # (findings.json: "contrast"). "auto": that check; "off": as acquired; "inverted": always inverted. Chosen on
+    # CHAOS / ACDC val+test volumes as acquired (inverse lower by 0.34-0.96) and inverted (higher by 0.31-0.72) and
+    # the one real T1 abdomen at hand (TotalSegmentator's MR example, +0.25); benchmarks/README.md
+    contrast_check: str = "auto"
+    contrast_margin: float = 0.15
+    contrast_min: float = 0.4
+    contrast_probe_slices: int = 6
 
 
 def use_wholes(resolved: list, organs, cfg: TextConfig, kind: str) -> list:
@@ -629,15 +640,22 @@ def _refine_plans(plans: dict, cimg: MedImage, pred: SlicePredictor, g, cfg: Tex
 BODY_REGIONS = ("thorax", "abdomen", "pelvis")
 
 
-def _out_of_region(tids: list[str], image: MedImage, cfg: TextConfig, onto) -> dict[str, dict]:
+def _classified(image: MedImage, memo: dict) -> dict:
+    """`medground classify`'s answer for the input, computed once per segment call."""
+    if "c" not in memo:
+        from medground.classify import classify
+
+        memo["c"] = classify(image)
+    return memo["c"]
+
+
+def _out_of_region(tids: list[str], image: MedImage, cfg: TextConfig, onto, memo: dict | None = None) -> dict[str, dict]:
     """term -> why it cannot be in this image: thoracic / abdominal / pelvic terms on an image the classifier takes
     for the head (see ``TextConfig.head_region_gate``)."""
     body = [t for t in tids if getattr(onto.get(t), "region", None) in BODY_REGIONS]
     if cfg.head_region_gate is None or not body:
         return {}
-    from medground.classify import classify
-
-    c = classify(image)
+    c = _classified(image, {} if memo is None else memo)
     p = float(c.get("probabilities", {}).get("body_region", {}).get("head", 0.0))
     if c.get("warning") or p < cfg.head_region_gate:
         return {}
@@ -675,6 +693,57 @@ def _domain_decoders(plans: dict, cimg: MedImage, pred: SlicePredictor, cfg: Tex
         return {}
     model = apply_decoder(pred.model, path)
     return {t: model for t in cover}
+
+
+NOT_MR = {"CT", "CR", "DX", "MG", "XA", "RF", "US", "XC", "PT", "NM", "ES", "SM", "OP"}
+
+
+def _check_contrast(image: MedImage, cimg: MedImage, pred: SlicePredictor, g, temb: torch.Tensor | None,
+                    cfg: TextConfig, memo: dict) -> dict:
+    """Grey scale as acquired or inverted inside the body (``TextConfig.contrast_check``, medground.segment.contrast):
+    {} when not checked; else what was seen and used (with ``_image`` / ``_predictor`` to use when inverted)."""
+    from medground.segment.contrast import invert_within_body
+
+    mode = cfg.contrast_check
+    if mode not in ("auto", "off", "inverted"):
+        raise ValueError(f"unknown contrast_check {mode!r}; use 'auto', 'off' or 'inverted'")
+    if mode == "off" or temb is None or image.is_color or image.modality in NOT_MR:
+        return {}
+    info: dict[str, Any] = {}
+    if mode == "auto":
+        c = _classified(image, memo)
+        modality = c.get("modality")
+        head = float(c.get("probabilities", {}).get("body_region", {}).get("head", 0.0))
+        if c.get("warning") or (image.modality != "MR" and modality != "MRI"):
+            return {}
+        if cfg.head_region_gate is not None and head >= cfg.head_region_gate:
+            return {}  # a head: the organ head's body terms are gated anyway
+    inv = invert_within_body(cimg)
+    if inv is cimg:
+        return {}
+    pinv = SlicePredictor(inv, model=pred.model, device=pred.device, batch_size=pred.batch_size,
+                          progress=pred.progress)
+    if mode == "inverted":
+        return {"used": "inverted", "checked": False, "_image": inv, "_predictor": pinv}
+    Z = cimg.shape[2]
+    n = max(1, min(cfg.contrast_probe_slices, Z))
+    zs = sorted({int(round(v)) for v in np.linspace(0.1 * (Z - 1), 0.9 * (Z - 1), n)})
+    seen = {}
+    for name, p in (("as acquired", pred), ("inverted", pinv)):
+        p.prepare(zs)
+        with torch.inference_mode():
+            emb = torch.cat([p.embedding(z) for z in zs])
+            _, logits = g.head(emb, temb)
+        seen[name] = round(float(torch.sigmoid(logits).mean()), 3)
+    better = (seen["inverted"] >= seen["as acquired"] + cfg.contrast_margin and seen["inverted"] >= cfg.contrast_min)
+    info.update({"used": "inverted" if better else "as acquired", "checked": True, "probe_slices": len(zs),
+                 "organ_presence": seen,
+                 "why": "the asked organs are clearer with grey values inverted inside the body (e.g. a T1-weighted "
+                        "image; the organ head learned fat-suppressed T2 and cine MR)" if better else
+                        "the asked organs are at least as clear as acquired"})
+    if better:
+        info.update({"_image": inv, "_predictor": pinv})
+    return info
 
 
 # --------------------------------------------------------------------------- main entry
@@ -808,6 +877,10 @@ def segment_text(image: MedImage, prompts: list[str], device: str = "cpu", progr
     col = {h: [t for t in tids if route[t] == h] for h in used}
     temb = {h: torch.stack([term_vecs[h][t] for t in col[h]]).to(pred.device) for h in used}
     thresholds = {h: np.array([presence_threshold(t, heads[h], cfg) for t in col[h]]) for h in used}
+    memo: dict = {}
+    contrast = _check_contrast(image, cimg, pred, g, temb.get("organs"), cfg, memo)
+    if contrast.get("used") == "inverted":
+        cimg, pred = contrast.pop("_image"), contrast.pop("_predictor")
     step = _coarse_step(canon.image, cfg, findings_used="findings" in used)
     max_step = _coarse_step(canon.image, cfg, findings_used="findings" in used, gap_mm=cfg.sparse_gap_mm)
     edge_step = _coarse_step(canon.image, cfg, findings_used="findings" in used, gap_mm=cfg.sparse_edge_mm)
@@ -841,11 +914,11 @@ def segment_text(image: MedImage, prompts: list[str], device: str = "cpu", progr
         plans[tid] = {"hname": hname, "pz": pz, "zs": zs, "boxes": {z: b for z, b in boxes.items() if b[0]},
                       "mode": mask_mode(tid, heads[hname], cfg)}
     # a body organ asked of a head image: absent, so nothing of it is decoded
-    outside = _out_of_region(list(plans), image, cfg, onto)  # the input as `medground classify` sees it
+    outside = _out_of_region(list(plans), image, cfg, onto, memo)  # the input as `medground classify` sees it
     for tid in outside:
         plans[tid]["boxes"] = {}
-    refined = _refine_plans(plans, cimg, pred, g, cfg, extra)
-    decoder_of = _domain_decoders(plans, cimg, pred, cfg, extra)
+    refined = _refine_plans(plans, canon.image, pred, g, cfg, extra)
+    decoder_of = _domain_decoders(plans, canon.image, pred, cfg, extra)  # classified as acquired
     # 2. the decoder: every box of every term on a slice in one batch
     decoded: dict[tuple[str, int], list] = {}
     by_slice: dict[int, list[tuple[str, int]]] = {}
@@ -908,7 +981,7 @@ def segment_text(image: MedImage, prompts: list[str], device: str = "cpu", progr
                          "present": present, "head": pl["hname"]}
     _carve(per_term, carve)
     results = _assemble(image, prompts, resolved, per_term, heads, canon)
-    extra = {**extra, "orientation": canon.info,
+    extra = {**extra, "orientation": canon.info, **({"contrast": contrast} if contrast else {}),
              "slice_sampling": {"mode": "all" if step == 1 else "adaptive", "slices": int(Z),
                                 "slices_encoded": int(encoded.sum()), "first_step": int(step)},
              "grounding_model": (" + ".join(heads[h].name for h in used) if used != ["organs"] else g.name)
