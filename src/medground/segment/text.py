@@ -139,7 +139,7 @@ class TextConfig:
     # organs' presence (mean over the probe slices and terms) is higher by contrast_margin and reaches contrast_min
     # (findings.json: "contrast"). "auto": that check; "off": as acquired; "inverted": always inverted. Chosen on
     # CHAOS / ACDC val+test volumes as acquired (inverse lower by 0.34-0.96) and inverted (higher by 0.31-0.72) and
-    # the one real T1 abdomen at hand (TotalSegmentator's MR example, +0.25); benchmarks/README.md
+    # the one real T1 abdomen at hand (TotalSegmentator's MR example, +0.25); benchmarks/results/contrast.md
     contrast_check: str = "auto"
     contrast_margin: float = 0.15
     contrast_min: float = 0.4
@@ -649,6 +649,11 @@ def _classified(image: MedImage, memo: dict) -> dict:
     return memo["c"]
 
 
+def _head_probability(c: dict) -> float:
+    """The classifier's probability that the image shows the head."""
+    return float(c.get("probabilities", {}).get("body_region", {}).get("head", 0.0))
+
+
 def _out_of_region(tids: list[str], image: MedImage, cfg: TextConfig, onto, memo: dict | None = None) -> dict[str, dict]:
     """term -> why it cannot be in this image: thoracic / abdominal / pelvic terms on an image the classifier takes
     for the head (see ``TextConfig.head_region_gate``)."""
@@ -656,7 +661,7 @@ def _out_of_region(tids: list[str], image: MedImage, cfg: TextConfig, onto, memo
     if cfg.head_region_gate is None or not body:
         return {}
     c = _classified(image, {} if memo is None else memo)
-    p = float(c.get("probabilities", {}).get("body_region", {}).get("head", 0.0))
+    p = _head_probability(c)
     if c.get("warning") or p < cfg.head_region_gate:
         return {}
     return {t: {"image_region": "head", "probability": round(p, 3), "term_region": onto.get(t).region} for t in body}
@@ -713,7 +718,7 @@ def _check_contrast(image: MedImage, cimg: MedImage, pred: SlicePredictor, g, te
     if mode == "auto":
         c = _classified(image, memo)
         modality = c.get("modality")
-        head = float(c.get("probabilities", {}).get("body_region", {}).get("head", 0.0))
+        head = _head_probability(c)
         if c.get("warning") or (image.modality != "MR" and modality != "MRI"):
             return {}
         if cfg.head_region_gate is not None and head >= cfg.head_region_gate:
