@@ -70,6 +70,29 @@ def test_segment_3d_nifti_point_propagates_in_geometry(tmp_path):
 
 
 @needs_weights
+def test_segment_npz_volume_in_its_own_geometry(tmp_path):
+    # a MedSAM-style archive (imgs [z, y, x], ITK spacing/origin/direction): NIfTI masks on the archive's grid
+    Z, Y, X = 20, 56, 64
+    kk, jj, ii = np.mgrid[:Z, :Y, :X]
+    ball = ((ii - 40) * 0.8) ** 2 + ((jj - 20) * 0.8) ** 2 + ((kk - 10) * 2.5) ** 2 <= 12.0 ** 2
+    vol = (30 + 150 * ball + np.random.default_rng(2).normal(0, 4, ball.shape)).clip(0, 255).astype(np.uint8)
+    direction = np.array([0.0, 1.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, -1.0])
+    np.savez_compressed(tmp_path / "case.npz", imgs=vol, gts=ball.astype(np.uint8), spacing=np.array([0.8, 0.8, 2.5]),
+                        origin=np.array([10.0, -5.0, 40.0]), direction=direction)
+    out = tmp_path / "out"
+    rc = main(["segment", str(tmp_path / "case.npz"), "--point", "40,20,10", "--out", str(out), "--quiet"])
+    assert rc == 0
+    doc = json.loads((out / "findings.json").read_text())
+    f = doc["findings"][0]
+    m = nib.load(out / f["mask_file"])
+    assert m.shape == (X, Y, Z)
+    mask = np.asarray(m.dataobj) > 0
+    assert _dice(mask, np.transpose(ball, (2, 1, 0))) > 0.8
+    lps = np.array([10.0, -5.0, 40.0]) + direction.reshape(3, 3) @ (np.array([40, 20, 10]) * [0.8, 0.8, 2.5])
+    assert np.allclose(f["centroid_world_mm"], lps * [-1, -1, 1], atol=2.0)  # RAS mm
+
+
+@needs_weights
 def test_segment_dicom_writes_seg(tmp_path):
     from pydicom.data import get_testdata_file
 

@@ -18,7 +18,7 @@ IMAGE_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".dcm", ".png", ".jpg", "
                   "(PNG for 2D inputs, NIfTI in the input's geometry for 3D), a combined label map, "
                   "findings.json, overlay PNGs and, for DICOM input, a DICOM SEG.")
 def segment(
-    input: Path = typer.Argument(..., help="Image file (NIfTI, NRRD, DICOM, PNG/JPG/BMP/TIFF), DICOM series "
+    input: Path = typer.Argument(..., help="Image file (NIfTI, NRRD, DICOM, PNG/JPG/BMP/TIFF, MedSAM-style .npz), DICOM series "
                                            "folder or zip, a folder holding only same-sized picture slices (a "
                                            "volume, in file-name order), or with --boxes a folder of images."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder (created if missing)."),

@@ -27,7 +27,8 @@ def load(path, series: str | int | None = None, *, check: bool = True) -> MedIma
     """Read a medical image with its full geometry.
 
     ``path``: NIfTI (.nii/.nii.gz), NRRD (.nrrd/.nhdr), a DICOM file, a folder of DICOM files
-    (searched recursively) or a .zip of them, or a picture (PNG/JPG/BMP/TIFF).
+    (searched recursively) or a .zip of them, a picture (PNG/JPG/BMP/TIFF), or a MedSAM-style NumPy
+    archive (.npz with ``imgs`` and optionally ``spacing``/``origin``/``direction``; see :func:`load_npz`).
     ``series``: for a DICOM folder/zip holding several series, an index (see ``meta['series']``)
     or a SeriesInstanceUID; by default the series with the most images is used.
     ``check``: run :func:`validate` (reject empty/constant/NaN images); pass False to read e.g. an
@@ -54,7 +55,7 @@ def load(path, series: str | int | None = None, *, check: bool = True) -> MedIma
         image.source_path = str(p)
     if check:
         validate(image, name=p.name)
-    if image.modality == "OT" and image.ndim == 3 and image.source_format in ("nifti", "nrrd"):
+    if image.modality == "OT" and image.ndim == 3 and image.source_format in ("nifti", "nrrd", "npz"):
         from medground.io.intensity import looks_like_hu
 
         if looks_like_hu(image):  # a volume in Hounsfield units is a CT
@@ -65,7 +66,7 @@ def load(path, series: str | int | None = None, *, check: bool = True) -> MedIma
 
 
 def detect_format(p: Path) -> str:
-    """'dicom-series', 'zip', 'dicom', 'nifti', 'nrrd' or 'picture' from content, then suffix."""
+    """'dicom-series', 'zip', 'npz', 'dicom', 'nifti', 'nrrd' or 'picture' from content, then suffix."""
     if p.is_dir():
         return "picture-folder" if _picture_files(p) else "dicom-series"
     if not p.is_file():
@@ -81,7 +82,7 @@ def detect_format(p: Path) -> str:
     if len(head) >= 132 and head[128:132] == b"DICM":
         return "dicom"
     if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
-        return "zip"
+        return "npz" if name.endswith(".npz") or _zip_of_npy(p) else "zip"
     if head.startswith(b"NRRD"):
         return "nrrd"
     if head.startswith(b"\x89PNG") or head.startswith(b"\xff\xd8\xff") or head.startswith(b"BM") \
@@ -418,6 +419,88 @@ def _load_dicom_series(p: Path, series=None) -> MedImage:
         raise
 
 
+NPZ_IMAGE_KEYS = ("imgs", "img", "image", "images", "data", "arr_0")
+
+
+def _zip_of_npy(p: Path) -> bool:
+    """A zip whose members are all NumPy arrays (an .npz under another name)."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(p) as zf:
+            names = zf.namelist()
+    except Exception:
+        return False
+    return bool(names) and all(n.endswith(".npy") for n in names)
+
+
+def load_npz(p: Path, series=None) -> MedImage:
+    """A NumPy archive as MedSAM / LiteMedSAM / MedSAM2 store images (``.npz``).
+
+    ``imgs`` (or ``img``/``image``/``data``, or the archive's only array) is a volume ``[z, y, x]`` or a picture
+    ``[rows, cols]`` / ``[rows, cols, 3]``. ``spacing`` is in ITK order (x, y, z), and ``direction`` (3x3, axis
+    vectors as columns) and ``origin`` in LPS, as SimpleITK gives them; a volume with ``spacing`` but no
+    ``direction`` is taken as axial LPS (identity direction; the orientation check still looks at it), one without
+    ``spacing`` has no geometry. Label arrays (``gts``) and prompts stored beside the image are ignored.
+    """
+    with np.load(p, allow_pickle=False) as z:
+        keys = list(z.files)
+        key = next((k for k in NPZ_IMAGE_KEYS if k in keys), None)
+        if key is None:
+            arrays = [k for k in keys if z[k].ndim >= 2]
+            if len(arrays) != 1:
+                raise MedGroundInputError(
+                    f"{p.name} holds no image array: expected one of {', '.join(NPZ_IMAGE_KEYS[:4])} "
+                    f"(found: {', '.join(keys) or 'nothing'}).")
+            key = arrays[0]
+        arr = np.asarray(z[key])
+        geo = {k: np.asarray(z[k], dtype=float).reshape(-1) for k in ("spacing", "origin", "direction")
+               if k in keys and z[k].dtype.kind in "biuf"}
+    if arr.dtype.kind not in "biuf":
+        raise MedGroundInputError(f"{p.name}: the image array {key!r} is not numeric ({arr.dtype}).")
+    if arr.dtype == bool:
+        arr = arr.astype(np.uint8)
+    meta: dict = {"npz_key": key}
+    color = arr.ndim == 3 and arr.shape[-1] in (3, 4) and arr.shape[0] > 4
+    if color and np.array_equal(arr[..., 0], arr[..., 1]) and np.array_equal(arr[..., 0], arr[..., 2]):
+        arr, color = arr[..., 0], False  # grey stored as RGB (MedSAM's 2D archives are)
+        meta["color_collapsed"] = True
+    if arr.ndim == 2 or color:
+        if color:  # (X, Y, 1, 3) / (X, Y, 1), as load_picture stores pictures
+            data = arr[..., :3].transpose(1, 0, 2)[:, :, None, :]
+        else:
+            data = arr.T[:, :, None]
+        sp = geo.get("spacing")
+        affine = np.eye(4)
+        if sp is not None and sp.size >= 2 and np.all(sp[:2] > 0):
+            affine[0, 0], affine[1, 1] = float(sp[0]), float(sp[1])
+        return MedImage(data=np.ascontiguousarray(data), affine=affine, ndim=2, modality="OT",
+                        has_geometry=sp is not None, photometric="RGB" if color else "MONOCHROME2",
+                        source_path=str(p), source_format="npz", meta=meta)
+    if arr.ndim != 3:
+        raise MedGroundInputError(f"{p.name}: the image array {key!r} has shape {tuple(arr.shape)}; "
+                                  "expected a volume [z, y, x] or a picture [rows, cols(, 3)].")
+    data = np.ascontiguousarray(arr.transpose(2, 1, 0))  # [z, y, x] -> [x, y, z]
+    sp = geo.get("spacing")
+    if sp is None or sp.size != 3 or not np.all(sp > 0):
+        meta["warnings"] = ["no spacing in the archive: voxel grid only, no world coordinates"]
+        return MedImage(data=data, affine=np.eye(4), ndim=3, modality="OT", has_geometry=False,
+                        source_path=str(p), source_format="npz", meta=meta)
+    direction = geo.get("direction")
+    if direction is None or direction.size != 9:
+        direction = np.eye(3).reshape(-1)
+        meta["warnings"] = ["no direction in the archive: axial slices in LPS order assumed"]
+    origin = geo.get("origin")
+    origin = origin if origin is not None and origin.size == 3 else np.zeros(3)
+    a = np.eye(4)
+    a[:3, :3] = direction.reshape(3, 3) * sp[None, :]
+    a[:3, 3] = origin
+    affine = np.diag([-1.0, -1.0, 1.0, 1.0]) @ a  # LPS -> RAS
+    image = MedImage(data=data, affine=affine, ndim=3, modality="OT", source_path=str(p), source_format="npz",
+                     meta=meta)
+    return image
+
+
 _READERS = {
     "nifti": load_nifti,
     "nrrd": load_nrrd,
@@ -426,4 +509,5 @@ _READERS = {
     "dicom": _load_dicom,
     "dicom-series": _load_dicom_series,
     "zip": _load_dicom_series,
+    "npz": load_npz,
 }
