@@ -149,7 +149,8 @@ def load_head(path: str | Path, device: str = "cpu") -> tuple[GroundingHead, dic
     return head, obj
 
 
-CALIBRATED = ("mask_from", "presence_threshold", "heat_refine", "box_margin", "whole", "heat_z_smooth")
+CALIBRATED = ("mask_from", "presence_threshold", "heat_refine", "box_margin", "whole", "heat_z_smooth",
+              "run_end_presence")
 
 
 def set_calibration(path: str | Path, table: dict[str, dict], note: str) -> None:

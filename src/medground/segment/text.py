@@ -58,8 +58,9 @@ class TextConfig:
     header_check_max_identity: float = 0.15
     max_gap: int = 1  # slices without presence tolerated inside an organ's z range
     # volumes: the first and last slices of a structure's run whose presence stays below this are dropped (the
-    # slice just past an organ's end often scores 0.5-0.8); a run where no slice reaches it is kept whole. None: off
-    run_end_presence: float | None = None
+    # slice just past an organ's end often scores 0.5-0.8); a run where no slice reaches it is kept whole. None: off;
+    # a number, a dict term id -> number, or "auto": per term, the head's calibration (off when it says nothing)
+    run_end_presence: Any = "auto"
     # volumes: each slice's heat logits become (1 - 2w) x its own + w x each neighbour's (0: off); a number, a dict
     # term id -> number, or "auto": per term, the head's calibration (0 when it says nothing)
     heat_z_smooth: Any = "auto"
@@ -910,7 +911,8 @@ def segment_text(image: MedImage, prompts: list[str], device: str = "cpu", progr
             runs = _runs(flags, cfg.max_gap)
             if runs:
                 best = max(runs, key=lambda r: pz[r[0]: r[1] + 1].sum())
-                zs = list(range(*_trim_run(best, pz, cfg.run_end_presence)))
+                end = _per_term(cfg.run_end_presence, tid, heads[hname], "run_end_presence", None)
+                zs = list(range(*_trim_run(best, pz, None if end is None else float(end))))
         relative = cfg.findings_relative_heat if hname == "findings" else cfg.organ_relative_heat
         refine = heat_refine(tid, heads[hname], cfg)
         margin = box_margin(tid, heads[hname], cfg)
