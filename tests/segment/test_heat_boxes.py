@@ -98,3 +98,28 @@ def test_heat_is_smoothed_along_z_per_term():
     assert torch.equal(out[:, 1], H[:, 1])  # weight 0: untouched
     flat = torch.ones(4, 1, 2, 2)
     assert torch.allclose(smooth_z(flat, torch.tensor([0.25])), flat)  # constant along z (ends included) stays
+
+
+def test_run_end_presence_is_a_per_term_setting():
+    """"auto" reads the head's calibration (off where it says nothing); a number or a dict overrides it."""
+    from types import SimpleNamespace
+
+    from medground.models.grounding import CALIBRATED
+    from medground.segment.text import TextConfig, _per_term
+
+    assert "run_end_presence" in CALIBRATED
+    head = SimpleNamespace(calibration={"right_ventricle": {"run_end_presence": 0.9}})
+    get = lambda cfg, t: _per_term(cfg.run_end_presence, t, head, "run_end_presence", None)  # noqa: E731
+    assert TextConfig().run_end_presence == "auto"
+    assert get(TextConfig(), "right_ventricle") == 0.9 and get(TextConfig(), "liver") is None
+    assert get(TextConfig(run_end_presence=None), "right_ventricle") is None
+    assert get(TextConfig(run_end_presence={"liver": 0.7}), "liver") == 0.7
+    assert get(TextConfig(run_end_presence={"liver": 0.7}), "right_ventricle") == 0.9
+
+
+def test_packaged_head_trims_the_cardiac_terms_only():
+    from medground.models.grounding import load_grounding
+
+    cal = load_grounding().calibration
+    trimmed = {t for t, v in cal.items() if v.get("run_end_presence") is not None}
+    assert trimmed == {"left_ventricle", "right_ventricle", "myocardium"}
