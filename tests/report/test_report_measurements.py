@@ -174,3 +174,26 @@ def test_cardiac_panel_lv_mass_and_no_side_check_for_ventricles(tmp_path):
     assert mass["unit"] == "g" and mass["value"] == pytest.approx(myo.sum() * np.prod(sp) / 1000 * 1.05, rel=0.005)
     assert all(not s["warnings"] for s in rep["structures"])  # "right ventricle" is not a body side
     assert {s["section"] for s in rep["sentences"]} == {"Heart"}
+
+
+def test_implausibly_small_organ_is_not_graded_but_a_small_one_is(tmp_path):
+    """A 2 mL 'kidney' is not reported as a small kidney; a 70 mm kidney is."""
+    shape = (60, 40, 56)
+    sp = (2.0, 2.0, 3.0)
+    aff = np.diag(list(sp) + [1.0])
+    hu = np.full(shape, -1000.0, np.float32)
+    hu[5:55, 5:35, :] = 30.0
+    img = medground.load(_nifti(tmp_path, hu, aff))
+    tiny = ellipsoid(shape, (44, 20, 28), (6, 5, 8), sp)  # 16 mm long
+    small = ellipsoid(shape, (14, 20, 28), (14, 12, 35), sp)  # 70 mm long: atrophic, not implausible
+    rep = report_from_masks(img, {"right kidney": tiny, "left kidney": small}, tmp_path / "o")
+    sr = next(s for s in rep["structures"] if s["term_id"] == "kidney_right")
+    sl = next(s for s in rep["structures"] if s["term_id"] == "kidney_left")
+    assert sr["implausible"]["measure"] == "length" and sr["implausible"]["reference_min"] == 100
+    assert "implausible" not in sl
+    assert _meas(rep, "right kidney", "length")["status"] is None  # not graded
+    assert _meas(rep, "left kidney", "length")["status"] == "low"
+    texts = [i["text"] for i in rep["impression"]]
+    assert any(t.startswith("Implausibly small") and "right kidney" in t for t in texts)
+    small_kidney = [t for t in texts if "Small kidney" in t]
+    assert small_kidney and all("right kidney" not in t for t in small_kidney)

@@ -14,6 +14,10 @@ from medground.io.image import MedImage
 from medground.report.panels import Panel, PanelItem, body_midline_x
 
 MIN_CONFIDENCE = 0.5  # segmenter confidence below which sizes are not compared with reference ranges
+# a whole (not truncated) organ mask whose length is below this fraction of the reference range's lower bound, or
+# whose volume is below this fraction cubed of its lower bound, is implausible for that organ (a 2 mL "kidney" is a
+# false detection far more often than a kidney): its sizes are not compared with reference ranges, and it says so
+IMPLAUSIBLE_FRACTION = 0.4
 MAX_LESIONS = 5  # RECIST 1.1: at most 5 target lesions in total
 MYOCARDIUM_DENSITY_G_ML = 1.05
 SIDE_METHOD_3D = ("side from world coordinates: the mask centroid's RAS x compared with the body's centre of mass "
@@ -118,6 +122,8 @@ class Assessor:
             s["truncated"] = True  # partly outside the field of view: sizes are lower bounds, not flagged
             ref.pop("volume_ml", None)
             ref.pop("length_mm", None)
+        if img.ndim == 3 and self.geometry and (ref.get("volume_ml") or ref.get("length_mm")):
+            self._plausible(s, item, mask, ref)
         if img.ndim == 3:
             if self.geometry:
                 v = measure.volume_ml(mask, img)
@@ -157,6 +163,25 @@ class Assessor:
                                                equivalent_diameter_mm=_r(a["equivalent_diameter_mm"], 1)))
         if "recist" in item.measures or item.kind == "finding":
             self._lesions(s, item, mask)
+
+    def _plausible(self, s: dict[str, Any], item: PanelItem, mask: np.ndarray, ref: dict) -> None:
+        """Mark a whole organ mask far below its reference range as implausible (see IMPLAUSIBLE_FRACTION) and stop
+        its sizes from being graded against the range."""
+        img = self.image
+        checks = []
+        if ref.get("length_mm") and "length" in item.measures:
+            checks.append(("length", measure.max_3d_diameter(mask, img)["diameter_mm"], ref["length_mm"], "mm",
+                           IMPLAUSIBLE_FRACTION))
+        if ref.get("volume_ml"):
+            checks.append(("volume", measure.volume_ml(mask, img), ref["volume_ml"], "mL", IMPLAUSIBLE_FRACTION ** 3))
+        for what, value, name, unit, frac in checks:
+            lo = measure.flag(name, value)["range"]["min"]
+            if value is not None and lo and value < frac * lo:
+                s["implausible"] = {"measure": what, "value": _r(value, 1), "unit": unit, "reference_min": lo,
+                                    "fraction": frac}
+                ref.pop("volume_ml", None)
+                ref.pop("length_mm", None)
+                return
 
     def _lesions(self, s: dict[str, Any], item: PanelItem, mask: np.ndarray) -> None:
         img = self.image
@@ -325,6 +350,11 @@ def compose(a: Assessor, derived_notes: list[dict[str, Any]]) -> tuple[list[dict
             parts.append(f"low segmentation confidence ({s['confidence']:.2f}): not compared with reference ranges")
         if s.get("truncated"):
             parts.append("partly imaged (the mask touches the image edge: sizes are lower bounds)")
+        if s.get("implausible"):
+            q = s["implausible"]
+            parts.append(f"implausibly small for a whole {s['name']} ({q['measure']} {q['value']} {q['unit']}, the "
+                         f"reference range starts at {q['reference_min']:g} {q['unit']}): possibly another structure; "
+                         "not compared with reference ranges")
         if s.get("side"):
             parts.append(f"on the patient's {s['side']['side']}" if s["side"]["side"] != "midline" else "midline")
         abnormal = any(m.get("status") in ("high", "low") for m in own)
@@ -398,6 +428,12 @@ def compose(a: Assessor, derived_notes: list[dict[str, Any]]) -> tuple[list[dict
             + ", ".join(s["name"] for s in unsure) + ".",
             [x for x in sentences if x["kind"] in ("finding", "lesion_summary")
              and set(x["structure_ids"]) & {s["id"] for s in unsure}])
+    odd = [s for s in a.structures if s.get("implausible")]
+    if odd:
+        imp("Implausibly small for the organ named, so possibly another structure, and not compared with reference "
+            "ranges: " + ", ".join(s["name"] for s in odd) + ".",
+            [x for x in sentences if x["kind"] in ("finding", "lesion_summary")
+             and set(x["structure_ids"]) & {s["id"] for s in odd}])
     cut = [s for s in a.structures if s.get("truncated")]
     if cut:
         imp("Partly imaged, so sizes are lower bounds and not compared with reference ranges: "
