@@ -180,8 +180,9 @@ def main() -> None:
               "Same image, same volume formula (voxel count x voxel volume); the reference is TotalSegmentator's "
               "label map shipped with the example. The CT example was in the grounding head's training data (its model "
               "card: 15 training slices from the TotalSegmentator CT examples), so its row shows the pipeline, not a "
-              "held-out score; the MR example was not (the head saw MR only from CHAOS T2-SPIR and ACDC cine), and its "
-              "masks are poor.", "",
+              "held-out score; the MR example was not (the head saw MR only from CHAOS T2-SPIR and ACDC cine): it is "
+              "T1-weighted, and the MR grey-scale check reads it with its grey values inverted inside the body "
+              "(benchmarks/README.md section 4; before that check its liver scored Dice 0.13).", "",
               "| case | structure | report volume (mL) | reference volume (mL) | difference | Dice |",
               "| --- | --- | --- | --- | --- | --- |"]
     for name in ("ct", "mr"):
