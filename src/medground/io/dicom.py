@@ -26,6 +26,15 @@ log = logging.getLogger(__name__)
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
+
+def lps_affine(direction, spacing, origin) -> np.ndarray:
+    """RAS affine from an ITK-style geometry (direction 3x3 with axis vectors as columns, spacing, origin; LPS), as
+    SimpleITK and the .npz archives of MedSAM/MedSAM2 give it."""
+    a = np.eye(4)
+    a[:3, :3] = np.asarray(direction, dtype=float).reshape(3, 3) * np.asarray(spacing, dtype=float)[None, :]
+    a[:3, 3] = np.asarray(origin, dtype=float)
+    return LPS_TO_RAS @ a
+
 # Modalities of DICOM objects that are not images to look at.
 NON_IMAGE_MODALITIES = {"SEG", "RTSTRUCT", "RTPLAN", "RTRECORD", "SR", "KO", "PR", "REG", "DOC", "FID", "RWV"}
 # Projection radiography: no patient-frame position; spacing from (Imager)PixelSpacing.

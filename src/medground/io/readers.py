@@ -492,13 +492,10 @@ def load_npz(p: Path, series=None) -> MedImage:
         meta["warnings"] = ["no direction in the archive: axial slices in LPS order assumed"]
     origin = geo.get("origin")
     origin = origin if origin is not None and origin.size == 3 else np.zeros(3)
-    a = np.eye(4)
-    a[:3, :3] = direction.reshape(3, 3) * sp[None, :]
-    a[:3, 3] = origin
-    affine = np.diag([-1.0, -1.0, 1.0, 1.0]) @ a  # LPS -> RAS
-    image = MedImage(data=data, affine=affine, ndim=3, modality="OT", source_path=str(p), source_format="npz",
-                     meta=meta)
-    return image
+    from medground.io.dicom import lps_affine
+
+    return MedImage(data=data, affine=lps_affine(direction, sp, origin), ndim=3, modality="OT", source_path=str(p),
+                    source_format="npz", meta=meta)
 
 
 _READERS = {

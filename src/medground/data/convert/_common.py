@@ -9,9 +9,8 @@ from typing import Any
 import numpy as np
 
 from medground.data.orient import AxialTransform, to_canonical_volume
+from medground.io.dicom import lps_affine  # noqa: F401  (re-exported for the converters)
 from medground.io.image import MedImage
-
-LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
 
 def say(msg: str) -> None:
@@ -31,14 +30,6 @@ def load_nifti(path: Path, modality: str = "OT") -> MedImage:
     data = np.asarray(img.dataobj)
     return MedImage(data=data, affine=np.asarray(img.affine, dtype=float), ndim=3, modality=modality,
                     source_path=str(path), source_format="nifti")
-
-
-def lps_affine(direction_rows: np.ndarray, spacing, origin) -> np.ndarray:
-    """RAS affine from an ITK-style geometry (direction 3x3 with axis vectors as columns, LPS)."""
-    a = np.eye(4)
-    a[:3, :3] = np.asarray(direction_rows, dtype=float).reshape(3, 3) * np.asarray(spacing, dtype=float)[None, :]
-    a[:3, 3] = np.asarray(origin, dtype=float)
-    return LPS_TO_RAS @ a
 
 
 def canonical_pair(image: MedImage, label: np.ndarray) -> tuple[MedImage, np.ndarray, AxialTransform]:

@@ -13,6 +13,7 @@ import numpy as np
 from medground.data.convert._common import canonical_pair, load_nifti, lps_affine, resample_nearest, say
 from medground.data.layout import DatasetWriter
 from medground.io.image import MedImage
+from medground.io.readers import load_npz
 
 
 def _read_dicom_series(folder: Path) -> MedImage:
@@ -82,11 +83,10 @@ def convert_ct_lesions(src_root: Path, dst: Path, limit: int | None = None, **_)
     if limit:
         files = files[:limit]
     for f in files:
-        z = np.load(f)
-        data = np.transpose(z["imgs"], (2, 1, 0))          # [z, y, x] -> [x, y, z]
-        lab = (np.transpose(z["gts"], (2, 1, 0)) > 0).astype(np.uint8)
-        affine = lps_affine(np.asarray(z["direction"]).reshape(3, 3), z["spacing"], z["origin"])
-        image = MedImage(data=data, affine=affine, ndim=3, modality="CT", source_path=str(f), source_format="npz")
+        image = load_npz(f)  # imgs [z, y, x] -> [x, y, z], affine from spacing / origin / direction
+        image.modality = "CT"
+        with np.load(f) as z:
+            lab = (np.transpose(z["gts"], (2, 1, 0)) > 0).astype(np.uint8)
         can, can_lab, tr = canonical_pair(image, lab)
         parts = f.stem.split("_")
         pid = f"deeplesion_{parts[2]}" if len(parts) > 2 else f.stem
