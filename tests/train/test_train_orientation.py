@@ -7,6 +7,7 @@ import torch
 
 from medground.models.orientation import INVERSE, NAMES, OrientationNet, dihedral
 from medground.train import orientation as O
+from medground.train.cache import thumbnail
 
 
 def _synthetic(tmp_path, n_train=320, n_val=48):
@@ -20,8 +21,8 @@ def _synthetic(tmp_path, n_train=320, n_val=48):
         p = 0.2 + 0.6 * (((yy - c1[0]) ** 2 + (xx - c1[1]) ** 2) < 18 ** 2) \
             + 0.4 * (((yy - c2[0]) ** 2 + (xx - c2[1]) ** 2) < 8 ** 2) + 0.3 * (yy > 84)
         pics.append(p + rng.normal(0, 0.03, p.shape))
-    t96 = np.stack([O._thumb(p, 96) for p in pics])
-    t64 = np.stack([O._thumb(p, 64) for p in pics])
+    t96 = np.stack([thumbnail(p, 96) for p in pics])
+    t64 = np.stack([thumbnail(p) for p in pics])
     rows = [{"dataset": "synth", "split": "train" if i < n_train else "val", "case": str(i), "z": 0}
             for i in range(len(pics))]
     np.save(tmp_path / "thumbs96.npy", t96)

@@ -189,6 +189,11 @@ def _in_plane(a: np.ndarray, k: int) -> np.ndarray:
     return np.ascontiguousarray(np.swapaxes(dihedral(np.swapaxes(a, 0, 1), k), 0, 1))
 
 
+def orientation_slices(Z: int) -> list[int]:
+    """The slices the orientation classifier looks at in a stack of Z: up to 7 spread over its middle half."""
+    return [0] if Z == 1 else sorted(set(np.linspace(Z // 4, max(Z // 4, (3 * Z) // 4 - 1), min(Z, 7)).astype(int)))
+
+
 def _orientation_probs(image: MedImage, orient_net) -> tuple[np.ndarray, int]:
     """The orientation classifier's probabilities for the 8 transforms (for a volume, the mean over up to 7
     slices of its middle half) and how many slices they came from. The slices are scaled as the network and the
@@ -198,8 +203,7 @@ def _orientation_probs(image: MedImage, orient_net) -> tuple[np.ndarray, int]:
     from medground.io.intensity import to_unit_range
     from medground.train.cache import thumbnail
 
-    Z = image.shape[2]
-    zs = [0] if Z == 1 else sorted(set(np.linspace(Z // 4, max(Z // 4, (3 * Z) // 4 - 1), min(Z, 7)).astype(int)))
+    zs = orientation_slices(image.shape[2])
     probs = np.mean([orient_net.predict(thumbnail(to_unit_range(image, z=int(z)).T)) for z in zs], axis=0)
     return probs, len(zs)
 

@@ -46,14 +46,14 @@ def mask_to_grid(mask: np.ndarray, grid: int) -> np.ndarray:
     return np.round(np.clip(g, 0, 1) * 255).astype(np.uint8)
 
 
-def thumbnail(picture: np.ndarray) -> np.ndarray:
-    """A picture (rows, cols[, 3]) -> (64, 64) uint8 grey thumbnail, min-max scaled and resized without
-    padding (so that rotating the picture rotates the thumbnail)."""
+def thumbnail(picture: np.ndarray, size: int = THUMB) -> np.ndarray:
+    """A picture (rows, cols[, 3]) -> (size, size) uint8 grey thumbnail (64 x 64 by default), min-max scaled and
+    resized without padding (so that rotating the picture rotates the thumbnail)."""
     g = picture.mean(axis=2) if picture.ndim == 3 else picture
     t = torch.from_numpy(np.ascontiguousarray(g, dtype=np.float32))[None, None]
     lo, hi = float(t.min()), float(t.max())
     t = (t - lo) / max(hi - lo, 1e-8)
-    t = F.interpolate(t, size=(THUMB, THUMB), mode="bilinear", align_corners=False, antialias=True)[0, 0]
+    t = F.interpolate(t, size=(size, size), mode="bilinear", align_corners=False, antialias=True)[0, 0]
     return (t.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
 
 

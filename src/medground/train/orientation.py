@@ -38,14 +38,6 @@ DATASETS = ("btcv-ct", "chaos-mr", "acdc-cmr", "jsrt-cxr", "covid-cxr", "totalse
 STORED_AS = {"btcv-ct": "rot90", "chaos-mr": "rot90"}
 
 
-def _thumb(picture: np.ndarray, size: int) -> np.ndarray:
-    g = torch.from_numpy(np.ascontiguousarray(picture, dtype=np.float32))[None, None]
-    lo, hi = float(g.min()), float(g.max())
-    g = (g - lo) / max(hi - lo, 1e-8)
-    g = F.interpolate(g, size=(size, size), mode="bilinear", align_corners=False, antialias=True)[0, 0]
-    return (g.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
-
-
 def build(root: Path, out: Path, datasets=DATASETS, every_brain: int = 3, log=print) -> None:
     """Canonical thumbnails of every slice of every split of the converted datasets."""
     import medground
@@ -72,12 +64,10 @@ def build(root: Path, out: Path, datasets=DATASETS, every_brain: int = 3, log=pr
                 Z = im.shape[2] if im.ndim == 3 else 1
                 step = every_brain if ds.startswith("brain-") else 1
                 for z in range(0, Z, step):
-                    pic = to_unit_range(im, z=z)
-                    pic = pic.mean(axis=2) if pic.ndim == 3 else pic
-                    pic = pic.T  # (rows, cols) as the text path shows it to the classifier
+                    pic = to_unit_range(im, z=z).T  # grey (rows, cols), as the text path shows it to the classifier
                     if float(pic.max() - pic.min()) < 1e-6:
                         continue
-                    thumbs.append(_thumb(pic, STORE))
+                    thumbs.append(thumbnail(pic, STORE))
                     thumbs64.append(thumbnail(pic))
                     rows.append({"dataset": ds, "split": split, "case": c["id"], "z": int(z)})
         log(f"{ds}: {len(rows) - n0} slices in {time.time() - t:.0f} s")
@@ -197,6 +187,7 @@ def evaluate_volumes(net, t64: np.ndarray, rows: list, split: str, min_prob: flo
     probabilities over up to 7 slices of its middle half, as ``segment.text._orientation_probs``) is right, over
     each volume under all 8 transforms."""
     from medground.models.orientation import dihedral_torch
+    from medground.segment.text import orientation_slices
 
     cases: dict[tuple, list[int]] = {}
     for i, r in enumerate(rows):
@@ -204,11 +195,9 @@ def evaluate_volumes(net, t64: np.ndarray, rows: list, split: str, min_prob: flo
             cases.setdefault((r["dataset"], r["case"]), []).append(i)
     res: dict[str, list[int]] = {}
     for (ds, _), idx in cases.items():
-        Z = len(idx)
-        if Z < 3:
+        if len(idx) < 3:
             continue
-        zs = sorted(set(np.linspace(Z // 4, max(Z // 4, (3 * Z) // 4 - 1), min(Z, 7)).astype(int)))
-        x = torch.from_numpy(t64[[idx[z] for z in zs]]).float()[:, None] / 255.0
+        x = torch.from_numpy(t64[[idx[z] for z in orientation_slices(len(idx))]]).float()[:, None] / 255.0
         ok = 0
         for k in range(8):
             p = F.softmax(net(dihedral_torch(x, k)), 1).mean(0).numpy()
