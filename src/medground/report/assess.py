@@ -122,11 +122,12 @@ class Assessor:
             s["truncated"] = True  # partly outside the field of view: sizes are lower bounds, not flagged
             ref.pop("volume_ml", None)
             ref.pop("length_mm", None)
-        if img.ndim == 3 and self.geometry and (ref.get("volume_ml") or ref.get("length_mm")):
-            self._plausible(s, item, mask, ref)
+        v = measure.volume_ml(mask, img) if img.ndim == 3 and self.geometry else None
+        d = measure.max_3d_diameter(mask, img) if "length" in item.measures and img.ndim == 3 else None
+        if v is not None:
+            self._plausible(s, ref, v, d["diameter_mm"] if d else None)
         if img.ndim == 3:
             if self.geometry:
-                v = measure.volume_ml(mask, img)
                 self._link(s, self.add_measurement([sid], "volume", f"{name} volume", v, "mL", VOLUME_METHOD,
                                                    ref.get("volume_ml"), nd=2))
             else:
@@ -151,8 +152,7 @@ class Assessor:
             self._link(s, self.add_measurement([sid], "mean_intensity", f"{name} mean {'attenuation' if unit == 'HU' else 'intensity'}",
                                                st["mean"], unit, INTENSITY_METHOD, nd=1, sd=_r(st["sd"], 1),
                                                n_voxels=st["n"]))
-        if "length" in item.measures and img.ndim == 3:
-            d = measure.max_3d_diameter(mask, img)
+        if d is not None:
             self._link(s, self.add_measurement([sid], "length", f"{name} length", d["diameter_mm"], self.len_unit,
                                                d["method"], ref.get("length_mm"), nd=1))
         if "aorta" in item.measures and img.ndim == 3:
@@ -164,16 +164,15 @@ class Assessor:
         if "recist" in item.measures or item.kind == "finding":
             self._lesions(s, item, mask)
 
-    def _plausible(self, s: dict[str, Any], item: PanelItem, mask: np.ndarray, ref: dict) -> None:
+    @staticmethod
+    def _plausible(s: dict[str, Any], ref: dict, volume_ml: float, length_mm: float | None) -> None:
         """Mark a whole organ mask far below its reference range as implausible (see IMPLAUSIBLE_FRACTION) and stop
-        its sizes from being graded against the range."""
-        img = self.image
+        its sizes from being graded against the range (``ref`` loses them)."""
         checks = []
-        if ref.get("length_mm") and "length" in item.measures:
-            checks.append(("length", measure.max_3d_diameter(mask, img)["diameter_mm"], ref["length_mm"], "mm",
-                           IMPLAUSIBLE_FRACTION))
+        if ref.get("length_mm") and length_mm is not None:
+            checks.append(("length", length_mm, ref["length_mm"], "mm", IMPLAUSIBLE_FRACTION))
         if ref.get("volume_ml"):
-            checks.append(("volume", measure.volume_ml(mask, img), ref["volume_ml"], "mL", IMPLAUSIBLE_FRACTION ** 3))
+            checks.append(("volume", volume_ml, ref["volume_ml"], "mL", IMPLAUSIBLE_FRACTION ** 3))
         for what, value, name, unit, frac in checks:
             lo = measure.flag(name, value)["range"]["min"]
             if value is not None and lo and value < frac * lo:
