@@ -20,12 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
+from medground.evaluate.metrics import dice_score as dice
+
 DATASETS = ("btcv-ct", "chaos-mr")
-
-
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    s = int(a.sum()) + int(b.sum())
-    return 1.0 if s == 0 else 2.0 * int((a & b).sum()) / s
 
 
 def main(argv=None):
