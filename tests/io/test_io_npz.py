@@ -7,13 +7,7 @@ import SimpleITK as sitk
 
 import medground.io as mio
 from medground import MedGroundInputError
-
-
-def _ras_from_sitk(img) -> np.ndarray:
-    a = np.eye(4)
-    a[:3, :3] = np.asarray(img.GetDirection()).reshape(3, 3) * np.asarray(img.GetSpacing())[None, :]
-    a[:3, 3] = img.GetOrigin()
-    return np.diag([-1.0, -1.0, 1.0, 1.0]) @ a
+from _iohelpers import sitk_to_ras
 
 
 def test_volume_geometry_matches_simpleitk(tmp_path):
@@ -31,7 +25,7 @@ def test_volume_geometry_matches_simpleitk(tmp_path):
     im = mio.load(f)
     assert im.source_format == "npz" and im.ndim == 3 and im.has_geometry
     assert im.shape[:3] == (24, 20, 7)
-    np.testing.assert_allclose(im.affine, _ras_from_sitk(img), atol=1e-9)
+    np.testing.assert_allclose(im.affine, sitk_to_ras(img)[1], atol=1e-9)
     # a voxel's value and its world position agree with SimpleITK's
     i, j, k = 5, 13, 4
     assert im.data[i, j, k] == arr[k, j, i]
@@ -101,7 +95,7 @@ def test_bad_archives(tmp_path, arrays, match):
 
 def test_real_lesion_archive_matches_converter(shared_data):
     """A real MedSAM2 lesion sample reads with the geometry the dataset converter gives it."""
-    from medground.data.convert._common import lps_affine
+    from medground.io.dicom import lps_affine
 
     f = shared_data / "ct-lesions" / "CT_Lesion_000015_01_01_103-115.npz"
     if not f.exists():
