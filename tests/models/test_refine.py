@@ -53,3 +53,23 @@ def test_refine_training_learns_to_sharpen_a_coarse_heat_map(tmp_path):
     b = load_refine(tmp_path / "r.pt")
     dice, base = evaluate(b.net, np.stack(pics), np.stack(heats), np.stack(labs))
     assert dice[0] > base[0]
+
+
+def test_each_network_serves_its_own_modality_and_terms(tmp_path, monkeypatch):
+    """Packaged networks are found by name (weights/refine_*.pt); a term goes to the network that covers it and was
+    trained on the image's modality (cards without one are the first, CT-only networks)."""
+    import medground.models.refine as refine
+    from medground.models.refine import choose_refiners, load_refiners, refine_modality
+
+    monkeypatch.setattr(refine, "WEIGHTS", tmp_path)
+    assert load_refiners() == []
+    save_refine(RefineNet(1, (8, 8)), tmp_path / "refine_ct.pt", ["liver"], {"name": "ct"})
+    save_refine(RefineNet(2, (8, 8)), tmp_path / "refine_cmr.pt", ["left_ventricle", "myocardium"],
+                {"name": "cmr", "modality": "MR"})
+    bundles = load_refiners()
+    assert [b.name for b in bundles] == ["cmr", "ct"] and [refine_modality(b) for b in bundles] == ["MR", "CT"]
+    mr = choose_refiners(["myocardium", "liver"], bundles, "MR")
+    assert mr["myocardium"].name == "cmr" and mr["liver"] is None
+    ct = choose_refiners(["myocardium", "liver"], bundles, "CT")
+    assert ct["myocardium"] is None and ct["liver"].name == "ct"
+    assert [b.name for b in load_refiners(tmp_path / "refine_ct.pt")] == ["ct"]  # a path: that network only

@@ -77,8 +77,27 @@ class RefineBundle:
         return torch.softmax(self.net(refine_inputs(picture, heat_logits)), 1)[:, 1:]
 
 
-DEFAULT_REFINE = Path(__file__).parent / "weights" / "refine_ct.pt"
+WEIGHTS = Path(__file__).parent / "weights"
+DEFAULT_REFINE = WEIGHTS / "refine_ct.pt"
 _CACHE: dict = {}
+
+
+def refine_modality(bundle: "RefineBundle") -> str:
+    """The modality a network was trained on (its card's ``modality``; the first networks, CT-only, carry none)."""
+    return str(bundle.card.get("modality", "CT"))
+
+
+def choose_refiners(terms: list[str], bundles: list["RefineBundle"], modality: str | None) -> dict:
+    """term -> the first network that covers it and was trained on ``modality`` (None when none does)."""
+    return {t: next((b for b in bundles if t in b.term_ids and refine_modality(b) == modality), None) for t in terms}
+
+
+def load_refiners(path: str | Path | None = None) -> list["RefineBundle"]:
+    """The refinement networks to choose from: the one at ``path``, or every packaged ``weights/refine_*.pt``
+    (one per domain, e.g. abdominal CT, cardiac MR), in name order."""
+    if path:
+        return [load_refine(path)]
+    return [b for b in (load_refine(p) for p in sorted(WEIGHTS.glob("refine_*.pt"))) if b is not None]
 
 
 def load_refine(path: str | Path | None = None) -> RefineBundle | None:

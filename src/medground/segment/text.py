@@ -86,8 +86,9 @@ class TextConfig:
     heat_gate: float = 0.2
     # the mask source "refine" (chosen per term like the others): the refinement network
     # (medground.models.refine) redraws the term from the slice picture and the head's heat of all the terms it was
-    # trained on, at 256 x 256. It was trained on abdominal CT, so it is used only on 3D images the classifier takes
-    # for CT; elsewhere (and for terms it does not cover) "refine" falls back to "decoder". None: the packaged network
+    # trained on, at 256 x 256. Each network was trained on one domain and modality (its card says which) and is used
+    # only on images the classifier takes for that modality; elsewhere (and for terms no network covers) "refine"
+    # falls back to "decoder". None: the packaged networks (models/weights/refine_*.pt); a path: that network only
     refine_weights: str | None = None
     # a LiteMedSAM decoder fine-tuned on one kind of image (medground.models.decoders; the image encoder is shared)
     # draws the masks of the terms it was trained on when the image classifier takes the input for that kind:
@@ -592,53 +593,56 @@ def _fill_skipped(vol: np.ndarray, zs: list[int], encoded: np.ndarray) -> None:
 
 
 def _refine_plans(plans: dict, cimg: MedImage, pred: SlicePredictor, g, cfg: TextConfig, extra: dict) -> dict:
-    """For the terms whose mask source is "refine": the refinement network's probability map (X, Y) on every slice
-    where the term has a heat box, keyed (term, z). Terms the network does not cover, and images that are not 3D CT
-    (the network's training domain), fall back to the decoder (``plans`` edited; findings.json says which)."""
+    """For the terms whose mask source is "refine": a refinement network's probability map (X, Y) on every slice
+    where the term has a heat box, keyed (term, z). Each network covers the terms of one domain and the modality it
+    was trained on (its card: CT for abdominal CT, MR for cardiac cine MR); a term goes to the first installed network
+    that covers it and whose modality is the image classifier's. Terms no network covers for this image fall back to
+    the decoder (``plans`` edited; findings.json says which, and why)."""
     want = [t for t, pl in plans.items() if pl["mode"] == "refine" and pl["hname"] == "organs"]
     for t, pl in plans.items():
         if pl["mode"] == "refine" and t not in want:
             pl["mode"] = "decoder"
     if not want:
         return {}
-    from medground.models.refine import load_refine
+    from medground.models.refine import choose_refiners, load_refiners
 
-    bundle = load_refine(cfg.refine_weights)
-    use, why = bundle is not None, "no refinement network installed"
-    if use and cimg.ndim != 3:
-        use, why = False, "not a volume"
-    if use:
+    bundles = load_refiners(cfg.refine_weights)
+    modality = None
+    if bundles:
         from medground.classify import classify
 
         modality = classify(cimg)["modality"]
-        use, why = modality == "CT", f"the image was classified as {modality}, not CT"
-    cover = [t for t in want if use and t in bundle.term_ids]
+    which = choose_refiners(want, bundles, modality)
+    cover = [t for t in want if which[t] is not None]
     for t in want:
         if t not in cover:
             plans[t]["mode"] = "decoder"
-    info = {"terms": cover, "network": bundle.name if bundle is not None else None}
-    if want and not cover:
-        info["fell_back_to_decoder"] = why if not use else "terms not covered by the network"
-    extra["mask_refinement"] = info
+    info = {"terms": cover, "network": sorted({which[t].name for t in cover}) if cover else None}
     if not cover:
-        return {}
-    vecs = g.term_vectors(bundle.term_ids)
-    temb = torch.stack([vecs[t] for t in bundle.term_ids]).to(pred.device)
-    zs = sorted({z for t in cover for z in plans[t]["boxes"]})
-    h, w = pred.new_hw
-    cols = [bundle.term_ids.index(t) for t in cover]
+        info["fell_back_to_decoder"] = ("no refinement network installed" if not bundles else
+                                        f"no installed network covers these terms on {modality} images")
+    elif len(cover) < len(want):
+        info["fell_back_to_decoder_for"] = [t for t in want if t not in cover]
+    extra["mask_refinement"] = info
     out: dict[tuple[str, int], np.ndarray] = {}
-    for i in range(0, len(zs), 8):
-        chunk = zs[i: i + 8]
-        with torch.inference_mode():
-            heat, _ = g.head(torch.cat([pred.embedding(z) for z in chunk]), temb)
-            pics = torch.cat([pred._slice_tensor(z)[:, 0] for z in chunk])
-            prob = bundle.probabilities(pics, heat.float().cpu())[:, cols, :h, :w]
-            prob = F.interpolate(prob, size=pred.hw, mode="bilinear", align_corners=False).transpose(2, 3)
-        for k, z in enumerate(chunk):
-            for j, t in enumerate(cover):
-                if z in plans[t]["boxes"]:
-                    out[(t, z)] = prob[k, j].numpy()
+    h, w = pred.new_hw
+    for bundle in {id(which[t]): which[t] for t in cover}.values():
+        mine = [t for t in cover if which[t] is bundle]
+        vecs = g.term_vectors(bundle.term_ids)
+        temb = torch.stack([vecs[t] for t in bundle.term_ids]).to(pred.device)
+        zs = sorted({z for t in mine for z in plans[t]["boxes"]})
+        cols = [bundle.term_ids.index(t) for t in mine]
+        for i in range(0, len(zs), 8):
+            chunk = zs[i: i + 8]
+            with torch.inference_mode():
+                heat, _ = g.head(torch.cat([pred.embedding(z) for z in chunk]), temb)
+                pics = torch.cat([pred._slice_tensor(z)[:, 0] for z in chunk])
+                prob = bundle.probabilities(pics, heat.float().cpu())[:, cols, :h, :w]
+                prob = F.interpolate(prob, size=pred.hw, mode="bilinear", align_corners=False).transpose(2, 3)
+            for k, z in enumerate(chunk):
+                for j, t in enumerate(mine):
+                    if z in plans[t]["boxes"]:
+                        out[(t, z)] = prob[k, j].numpy()
     return out
 
 

@@ -125,7 +125,9 @@ def evaluate(net, pic, heat, lab, batch: int = 8) -> tuple[list[float], list[flo
 
 def train(data: Path, val: Path | None, out: Path, epochs: int = 12, crops_per_epoch: int = 1600, size: int = 128,
           batch: int = 16, lr: float = 2e-3, seed: int = 0, max_minutes: float | None = None, name: str = "medground-refine-ct",
-          licence: str = "") -> dict:
+          licence: str = "", modality: str = "CT") -> dict:
+    """Fit the network on ``data`` (``build``'s slices); ``modality`` goes into the card: the text path uses the
+    network only on images the classifier takes for that modality."""
     from medground.models.refine import RefineNet, refine_inputs, save_refine
 
     torch.manual_seed(seed)
@@ -183,7 +185,7 @@ def train(data: Path, val: Path | None, out: Path, epochs: int = 12, crops_per_e
         if max_minutes and (time.time() - t0) / 60 > max_minutes:
             break
     card = {"name": name, "what": "mask refinement U-Net: slice picture + organ head heat maps -> masks at 256 x 256",
-            "terms": terms, "trained_on": str(data), "training_slices": int(len(pic)), "validated_on": str(val) if val else None,
+            "modality": modality, "terms": terms, "trained_on": str(data), "training_slices": int(len(pic)), "validated_on": str(val) if val else None,
             "epochs": len(history), "crop": size, "history": history, "licence_of_data": licence,
             "parameters": int(sum(p.numel() for p in net.parameters()))}
     save_refine(net, out, terms, card)
@@ -207,11 +209,15 @@ def main(argv=None):
     t.add_argument("--crops", type=int, default=1600)
     t.add_argument("--max-minutes", type=float, default=None)
     t.add_argument("--licence", default="")
+    t.add_argument("--modality", default="CT", help="the modality of the training images (the card's; CT, MR, ...)")
+    t.add_argument("--name", default="medground-refine-ct")
+    t.add_argument("--seed", type=int, default=0)
     a = ap.parse_args(argv)
     if a.cmd == "build":
         build(a.dataset, a.split, a.every, a.out, a.emb_cache)
     else:
-        train(a.data, a.val, a.out, epochs=a.epochs, crops_per_epoch=a.crops, max_minutes=a.max_minutes, licence=a.licence)
+        train(a.data, a.val, a.out, epochs=a.epochs, crops_per_epoch=a.crops, max_minutes=a.max_minutes, licence=a.licence,
+              name=a.name, modality=a.modality, seed=a.seed)
 
 
 if __name__ == "__main__":
