@@ -65,10 +65,10 @@ def test_each_network_serves_its_own_modality_and_terms(tmp_path, monkeypatch):
     assert load_refiners() == []
     save_refine(RefineNet(1, (8, 8)), tmp_path / "refine_ct.pt", ["liver"], {"name": "ct"})
     save_refine(RefineNet(2, (8, 8)), tmp_path / "refine_cmr.pt", ["left_ventricle", "myocardium"],
-                {"name": "cmr", "modality": "MR"})
+                {"name": "cmr", "modality": "MR"})  # read as the classifier's "MRI"
     bundles = load_refiners()
-    assert [b.name for b in bundles] == ["cmr", "ct"] and [refine_modality(b) for b in bundles] == ["MR", "CT"]
-    mr = choose_refiners(["myocardium", "liver"], bundles, "MR")
+    assert [b.name for b in bundles] == ["cmr", "ct"] and [refine_modality(b) for b in bundles] == ["MRI", "CT"]
+    mr = choose_refiners(["myocardium", "liver"], bundles, "MRI")
     assert mr["myocardium"].name == "cmr" and mr["liver"] is None
     ct = choose_refiners(["myocardium", "liver"], bundles, "CT")
     assert ct["myocardium"] is None and ct["liver"].name == "ct"

@@ -83,8 +83,12 @@ _CACHE: dict = {}
 
 
 def refine_modality(bundle: "RefineBundle") -> str:
-    """The modality a network was trained on (its card's ``modality``; the first networks, CT-only, carry none)."""
-    return str(bundle.card.get("modality", "CT"))
+    """The modality a network was trained on, in the image classifier's names (CT, MRI, X-ray, ...): its card's
+    ``modality`` ("MR" reads as "MRI"); the first networks, CT-only, carry none."""
+    from medground.classify import MODALITY_SYNONYMS
+
+    m = str(bundle.card.get("modality", "CT"))
+    return MODALITY_SYNONYMS.get(m.lower(), m)
 
 
 def choose_refiners(terms: list[str], bundles: list["RefineBundle"], modality: str | None) -> dict:

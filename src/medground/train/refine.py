@@ -185,7 +185,8 @@ def train(data: Path, val: Path | None, out: Path, epochs: int = 12, crops_per_e
         if max_minutes and (time.time() - t0) / 60 > max_minutes:
             break
     card = {"name": name, "what": "mask refinement U-Net: slice picture + organ head heat maps -> masks at 256 x 256",
-            "modality": modality, "terms": terms, "trained_on": str(data), "training_slices": int(len(pic)), "validated_on": str(val) if val else None,
+            "modality": modality, "terms": terms, "trained_on": str(data), "training_slices": int(len(pic)),
+            "validated_on": str(val) if val else None,
             "epochs": len(history), "crop": size, "history": history, "licence_of_data": licence,
             "parameters": int(sum(p.numel() for p in net.parameters()))}
     save_refine(net, out, terms, card)
@@ -209,7 +210,8 @@ def main(argv=None):
     t.add_argument("--crops", type=int, default=1600)
     t.add_argument("--max-minutes", type=float, default=None)
     t.add_argument("--licence", default="")
-    t.add_argument("--modality", default="CT", help="the modality of the training images (the card's; CT, MR, ...)")
+    t.add_argument("--modality", default="CT",
+                   help="the modality of the training images, as `medground classify` names it (CT, MRI, X-ray, ...)")
     t.add_argument("--name", default="medground-refine-ct")
     t.add_argument("--seed", type=int, default=0)
     a = ap.parse_args(argv)

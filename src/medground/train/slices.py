@@ -35,7 +35,8 @@ def canonical_cases(dataset: Path, split: str, every: int, model, grounding, ter
     from medground.io import load
     from medground.io.image import MedImage
     from medground.segment.predictor import MODEL_SIZE, SlicePredictor
-    from medground.segment.text import TextConfig, canonicalize
+    from medground.models.orientation import NAMES
+    from medground.segment.text import TextConfig, _in_plane, canonicalize
 
     labels = {int(k): v for k, v in read_dataset(dataset)["labels"].items() if int(k)}
     for c in list_cases(dataset, split):
@@ -53,6 +54,9 @@ def canonical_cases(dataset: Path, split: str, every: int, model, grounding, ter
             continue
         lab_img = MedImage(lab, image.affine, 3, "SEG", image.has_geometry, "MONOCHROME2", "", "nifti", dict(image.meta))
         lcanon = canonicalize(lab_img, None).image.data
+        if canon.info.get("method") == "orientation classifier" and canon.info.get("transform", "identity") != "identity":
+            # a volume without orientation turned by the classifier: its labels turn with it
+            lcanon = _in_plane(lcanon, NAMES.index(canon.info["transform"]))
         pred = SlicePredictor(canon.image, model=model)
         h, w = pred.new_hw
         zs = list(range(0, canon.image.shape[2], every))
