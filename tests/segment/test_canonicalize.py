@@ -134,3 +134,23 @@ def test_real_hu_ct_series_agrees_with_its_header(shared_data):
     probs = c.info["anatomy_check"]["probabilities"]
     assert probs["identity"] + probs["flip_lr"] > 0.9, probs
     assert "transform_after_header" not in c.info
+
+
+def test_forward_brings_an_input_grid_array_to_the_canonical_frame_on_every_route():
+    """``Canonical.forward`` (a label map of the input -> the canonical frame, as training slices need) is the inverse
+    of ``back`` and matches the image's own canonicalisation: classifier-turned, header-reoriented, header
+    overruled by anatomy, and as stored."""
+    header = {"qform_code": 1, "sform_code": 1}
+    cases = [
+        (_volume(np.eye(4)), StubNet(NAMES.index("rot90"))),  # no orientation: the classifier turns it
+        (_volume(np.diag([1.5, -1.5, 3.0, 1.0]), header), None),  # header geometry
+        (_volume(np.diag([-1.5, -1.5, 3.0, 1.0]), header), StubNet(NAMES.index("flip_ud"), 0.95)),  # overruled
+        (_volume(np.eye(4)), StubNet(0)),  # as stored
+    ]
+    routes = []
+    for img, net in cases:
+        c = canonicalize(img, net)
+        routes.append(c.info.get("transform_after_header") or c.info.get("transform") or c.info["method"])
+        assert np.array_equal(c.forward(img.data), c.image.data), c.info
+        assert np.array_equal(c.back(c.forward(img.data)), img.data), c.info
+    assert routes[0] != "identity" and routes[1:] == ["header geometry", "flip_ud", "identity"]

@@ -173,6 +173,11 @@ class Canonical:
     image: MedImage
     back: Any  # function: canonical (X', Y', Z') array -> input grid (X, Y, Z)
     info: dict = field(default_factory=dict)
+    forward: Any = None  # function: input grid (X, Y, Z) array -> canonical (X', Y', Z'), e.g. a label map
+
+    def __post_init__(self):
+        if self.forward is None:
+            self.forward = lambda a: a
 
 
 # --------------------------------------------------------------------------- orientation
@@ -256,8 +261,9 @@ def _anatomy_check(hc: Canonical, orient_net, cfg: TextConfig) -> Canonical:
     img = hc.image
     canon = MedImage(_in_plane(img.data, inv_k), np.asarray(img.affine, dtype=float).copy(), img.ndim, img.modality,
                      img.has_geometry, img.photometric, img.source_path, img.source_format, dict(img.meta))
-    back = hc.back
-    return Canonical(canon, lambda a: back(_in_plane(a, k)), {**hc.info, "transform_after_header": NAMES[inv_k]})
+    back, fwd = hc.back, hc.forward
+    return Canonical(canon, lambda a: back(_in_plane(a, k)), {**hc.info, "transform_after_header": NAMES[inv_k]},
+                     lambda a: _in_plane(fwd(a), inv_k))
 
 
 def canonicalize(image: MedImage, orient_net=None, cfg: TextConfig | None = None) -> Canonical:
@@ -278,7 +284,8 @@ def canonicalize(image: MedImage, orient_net=None, cfg: TextConfig | None = None
             MedImage(np.ascontiguousarray(data), aff, image.ndim, image.modality, image.has_geometry,
                      image.photometric, image.source_path, image.source_format, dict(image.meta))
         hc = Canonical(canon, lambda a: np.ascontiguousarray(no.apply_orientation(a, inv)),
-                       {"method": "header geometry", "from": "".join(no.ornt2axcodes(src)), "to": "LPS"})
+                       {"method": "header geometry", "from": "".join(no.ornt2axcodes(src)), "to": "LPS"},
+                       lambda a: np.ascontiguousarray(no.apply_orientation(a, ornt)))
         return _anatomy_check(hc, orient_net, cfg)
     # a picture, or a volume whose header has no orientation: ask the orientation classifier (for a volume,
     # the mean of its probabilities over slices of the middle half; one transform for every slice)
@@ -304,7 +311,7 @@ def canonicalize(image: MedImage, orient_net=None, cfg: TextConfig | None = None
     canon = MedImage(d, np.eye(4) if not no_header else np.asarray(image.affine, dtype=float).copy(), image.ndim,
                      image.modality, image.has_geometry if no_header else False, image.photometric,
                      image.source_path, image.source_format, dict(image.meta))
-    return Canonical(canon, lambda a: _in_plane(a, k), info)
+    return Canonical(canon, lambda a: _in_plane(a, k), info, lambda a: _in_plane(a, inv_k))
 
 
 # --------------------------------------------------------------------------- helpers

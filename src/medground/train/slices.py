@@ -33,10 +33,8 @@ def canonical_cases(dataset: Path, split: str, every: int, model, grounding, ter
     from medground.data import list_cases, load_case, read_dataset
     from medground.evaluate.runner import _ref_masks
     from medground.io import load
-    from medground.io.image import MedImage
     from medground.segment.predictor import MODEL_SIZE, SlicePredictor
-    from medground.models.orientation import NAMES
-    from medground.segment.text import TextConfig, _in_plane, canonicalize
+    from medground.segment.text import TextConfig, canonicalize
 
     labels = {int(k): v for k, v in read_dataset(dataset)["labels"].items() if int(k)}
     for c in list_cases(dataset, split):
@@ -52,11 +50,7 @@ def canonical_cases(dataset: Path, split: str, every: int, model, grounding, ter
         if canon.info.get("transform_after_header"):
             print(f"{c['id']}: skipped (the anatomy check overruled its header)", flush=True)
             continue
-        lab_img = MedImage(lab, image.affine, 3, "SEG", image.has_geometry, "MONOCHROME2", "", "nifti", dict(image.meta))
-        lcanon = canonicalize(lab_img, None).image.data
-        if canon.info.get("method") == "orientation classifier" and canon.info.get("transform", "identity") != "identity":
-            # a volume without orientation turned by the classifier: its labels turn with it
-            lcanon = _in_plane(lcanon, NAMES.index(canon.info["transform"]))
+        lcanon = canon.forward(lab)  # the labels turn exactly as the image did
         pred = SlicePredictor(canon.image, model=model)
         h, w = pred.new_hw
         zs = list(range(0, canon.image.shape[2], every))
