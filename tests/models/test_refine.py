@@ -28,6 +28,24 @@ def test_refine_checkpoint_round_trip(tmp_path):
         load_refine(tmp_path / "bad.pt")
 
 
+def test_a_residual_network_starts_as_the_heat_and_survives_a_round_trip(tmp_path):
+    """With its correction at zero (as initialised) a residual network returns the heat: the probability of a lone
+    term, and the heat baseline's argmax where several compete."""
+    net = RefineNet(2, (8, 8), residual=True)
+    heat = torch.randn(1, 2, 8, 8) * 3
+    x = refine_inputs(torch.rand(1, 32, 32), heat)
+    single = RefineNet(1, (8, 8), residual=True)
+    x1 = refine_inputs(torch.rand(1, 32, 32), heat[:, :1])
+    assert torch.allclose(torch.softmax(single(x1), 1)[:, 1], x1[:, 1], atol=1e-4)
+    hp = x[:, 1:]
+    want = hp.argmax(1) + 1
+    want[hp.max(1).values < 0.5] = 0
+    assert torch.equal(net(x).argmax(1), want)
+    b = load_refine(save_refine(net, tmp_path / "res.pt", ["liver", "spleen"], {"name": "res"}))
+    assert b.net.residual and b.net.config["residual"] is True
+    assert torch.allclose(b.net(x), net(x), atol=1e-2)
+
+
 def test_refine_training_learns_to_sharpen_a_coarse_heat_map(tmp_path):
     """Synthetic slices: a bright disc (the structure) whose heat map is a blurred, coarse, slightly shifted copy.
     After a short training the network draws the disc better than the coarse heat does."""

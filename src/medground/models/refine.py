@@ -26,11 +26,16 @@ def _conv(cin: int, cout: int) -> nn.Sequential:
 
 
 class RefineNet(nn.Module):
-    """(B, 1 + T, H, W) picture and heat probabilities -> (B, 1 + T, H, W) logits (background first)."""
+    """(B, 1 + T, H, W) picture and heat probabilities -> (B, 1 + T, H, W) logits (background first).
 
-    def __init__(self, terms: int, widths: tuple[int, ...] = (16, 24, 48, 64)):
+    ``residual``: the network adds a correction to the heat itself (background logit 0, term logit = logit of its
+    heat probability, so that with the correction at zero, as it starts, the softmax returns the heat of a lone
+    term); it cannot start worse than the heat, and learns only where to redraw it."""
+
+    def __init__(self, terms: int, widths: tuple[int, ...] = (16, 24, 48, 64), residual: bool = False):
         super().__init__()
-        self.config = {"terms": terms, "widths": list(widths)}
+        self.config = {"terms": terms, "widths": list(widths), "residual": bool(residual)}
+        self.residual = bool(residual)
         self.enc = nn.ModuleList()
         cin = 1 + terms
         for w in widths:
@@ -38,8 +43,15 @@ class RefineNet(nn.Module):
             cin = w
         self.dec = nn.ModuleList(_conv(widths[i + 1] + widths[i], widths[i]) for i in range(len(widths) - 1))
         self.out = nn.Conv2d(widths[0], 1 + terms, 1)
+        if self.residual:
+            nn.init.zeros_(self.out.weight)
+            nn.init.zeros_(self.out.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        base = None
+        if self.residual:
+            hp = x[:, 1:].clamp(1e-4, 1 - 1e-4)
+            base = torch.cat([torch.zeros_like(hp[:, :1]), torch.log(hp) - torch.log1p(-hp)], 1)
         skips = []
         for i, e in enumerate(self.enc):
             x = e(x if i == 0 else F.max_pool2d(x, 2))
@@ -47,7 +59,7 @@ class RefineNet(nn.Module):
         for i in range(len(self.dec) - 1, -1, -1):
             x = F.interpolate(x, size=skips[i].shape[-2:], mode="bilinear", align_corners=False)
             x = self.dec[i](torch.cat([x, skips[i]], 1))
-        return self.out(x)
+        return self.out(x) if base is None else self.out(x) + base
 
 
 def refine_inputs(picture: torch.Tensor, heat_logits: torch.Tensor) -> torch.Tensor:
@@ -120,7 +132,8 @@ def load_refine(path: str | Path | None = None) -> RefineBundle | None:
         from medground.io.image import MedGroundInputError
 
         raise MedGroundInputError(f"{p} is not a medground refinement checkpoint")
-    net = RefineNet(obj["config"]["terms"], tuple(obj["config"]["widths"]))
+    cfg = obj["config"]
+    net = RefineNet(cfg["terms"], tuple(cfg["widths"]), residual=bool(cfg.get("residual", False)))
     net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in obj["state_dict"].items()}, strict=True)
     b = RefineBundle(net.eval(), obj["term_ids"], obj.get("card", {}))
     _CACHE[str(p)] = b

@@ -125,7 +125,8 @@ def evaluate(net, pic, heat, lab, batch: int = 8) -> tuple[list[float], list[flo
 
 def train(data: Path, val: Path | None, out: Path, epochs: int = 12, crops_per_epoch: int = 1600, size: int = 128,
           batch: int = 16, lr: float = 2e-3, seed: int = 0, max_minutes: float | None = None, name: str = "medground-refine-ct",
-          licence: str = "", modality: str = "CT") -> dict:
+          licence: str = "", modality: str = "CT", residual: bool = False,
+          widths: tuple[int, ...] = (16, 24, 48, 64)) -> dict:
     """Fit the network on ``data`` (``build``'s slices); ``modality`` goes into the card: the text path uses the
     network only on images the classifier takes for that modality."""
     from medground.models.refine import RefineNet, refine_inputs, save_refine
@@ -137,7 +138,7 @@ def train(data: Path, val: Path | None, out: Path, epochs: int = 12, crops_per_e
     freq = np.array([(lab == c).sum() for c in range(1, k + 1)], dtype=float) + 1
     weights = 1 / np.sqrt(freq)  # crops: small structures favoured
     ce_w = torch.tensor(np.concatenate([[0.5], np.clip(np.sqrt(freq.max() / freq), 1, 10)]), dtype=torch.float32)
-    net = RefineNet(k)
+    net = RefineNet(k, widths, residual=residual)
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
     steps = epochs * (crops_per_epoch // batch)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
@@ -187,7 +188,7 @@ def train(data: Path, val: Path | None, out: Path, epochs: int = 12, crops_per_e
     card = {"name": name, "what": "mask refinement U-Net: slice picture + organ head heat maps -> masks at 256 x 256",
             "modality": modality, "terms": terms, "trained_on": str(data), "training_slices": int(len(pic)),
             "validated_on": str(val) if val else None,
-            "epochs": len(history), "crop": size, "history": history, "licence_of_data": licence,
+            "epochs": len(history), "crop": size, "residual": bool(residual), "widths": list(widths), "history": history, "licence_of_data": licence,
             "parameters": int(sum(p.numel() for p in net.parameters()))}
     save_refine(net, out, terms, card)
     return card
@@ -214,12 +215,16 @@ def main(argv=None):
                    help="the modality of the training images, as `medground classify` names it (CT, MRI, X-ray, ...)")
     t.add_argument("--name", default="medground-refine-ct")
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--residual", action="store_true",
+                   help="learn a correction to the heat (the network starts as the heat) instead of masks from scratch")
+    t.add_argument("--widths", default="16,24,48,64", help="channels per U-Net level")
     a = ap.parse_args(argv)
     if a.cmd == "build":
         build(a.dataset, a.split, a.every, a.out, a.emb_cache)
     else:
         train(a.data, a.val, a.out, epochs=a.epochs, crops_per_epoch=a.crops, max_minutes=a.max_minutes, licence=a.licence,
-              name=a.name, modality=a.modality, seed=a.seed)
+              name=a.name, modality=a.modality, seed=a.seed, residual=a.residual,
+              widths=tuple(int(w) for w in a.widths.split(",")))
 
 
 if __name__ == "__main__":
