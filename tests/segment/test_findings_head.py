@@ -186,6 +186,7 @@ def test_mask_mode_resolution(heads):
     assert mask_mode("spleen", organs, TextConfig()) == "decoder"
     assert mask_mode("liver", organs, TextConfig(mask_from="blend")) == "blend"
     assert mask_mode("liver", organs, TextConfig(mask_from={"liver": "gated"})) == "gated"
+    assert mask_mode("liver", organs, TextConfig(mask_from="refine_blend")) == "refine_blend"
     with pytest.raises(ValueError):
         mask_mode("liver", organs, TextConfig(mask_from="magic"))
     from medground.segment.text import presence_threshold
@@ -195,7 +196,7 @@ def test_mask_mode_resolution(heads):
     assert presence_threshold("liver", organs, TextConfig(presence_threshold=0.7)) == 0.7
 
 
-@pytest.mark.parametrize("mode", ["heat", "blend", "gated", "decoder"])
+@pytest.mark.parametrize("mode", ["heat", "blend", "gated", "decoder", "refine", "refine_blend"])  # refine*: no network covers the findings head: the decoder
 def test_each_mask_source_draws_the_block(heads, mode):
     from medground.segment.text import TextConfig
 

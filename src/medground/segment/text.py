@@ -88,7 +88,9 @@ class TextConfig:
     # (medground.models.refine) redraws the term from the slice picture and the head's heat of all the terms it was
     # trained on, at 256 x 256. Each network was trained on one domain and modality (its card says which) and is used
     # only on images the classifier takes for that modality; elsewhere (and for terms no network covers) "refine"
-    # falls back to "decoder". None: the packaged networks (models/weights/refine_*.pt); a path: that network only
+    # falls back to "decoder". "refine_blend": the mean of the network's and the decoder's probabilities above 0.5
+    # (falls back to "decoder" likewise). None: the packaged networks (models/weights/refine_*.pt); a path: that
+    # network only
     refine_weights: str | None = None
     # a LiteMedSAM decoder fine-tuned on one kind of image (medground.models.decoders; the image encoder is shared)
     # draws the masks of the terms it was trained on when the image classifier takes the input for that kind:
@@ -433,7 +435,7 @@ def heat_boxes(heat: torch.Tensor, pred: SlicePredictor, cfg: TextConfig,
     return boxes, pm, kept
 
 
-MASK_MODES = ("decoder", "heat", "blend", "gated", "refine")
+MASK_MODES = ("decoder", "heat", "blend", "gated", "refine", "refine_blend")
 
 
 def _calibrated(term: str, bundle, key: str, default):
@@ -605,9 +607,9 @@ def _refine_plans(plans: dict, cimg: MedImage, pred: SlicePredictor, g, cfg: Tex
     was trained on (its card: CT for abdominal CT, MR for cardiac cine MR); a term goes to the first installed network
     that covers it and whose modality is the image classifier's. Terms no network covers for this image fall back to
     the decoder (``plans`` edited; findings.json says which, and why)."""
-    want = [t for t, pl in plans.items() if pl["mode"] == "refine" and pl["hname"] == "organs"]
+    want = [t for t, pl in plans.items() if pl["mode"] in ("refine", "refine_blend") and pl["hname"] == "organs"]
     for t, pl in plans.items():
-        if pl["mode"] == "refine" and t not in want:
+        if pl["mode"] in ("refine", "refine_blend") and t not in want:
             pl["mode"] = "decoder"
     if not want:
         return {}
@@ -977,9 +979,9 @@ def segment_text(image: MedImage, prompts: list[str], device: str = "cpu", progr
                 ious.append(float(pm[blobs].mean()))
                 continue
             rs = decoded[(tid, z)]
-            if mode == "blend":
+            if mode in ("blend", "refine_blend"):  # the decoder's probability with the heat's or the network's
                 dec = np.max([r.prob for r in rs], axis=0)
-                m = (dec + pm) / 2 > 0.5
+                m = (dec + (refined[(tid, z)] if mode == "refine_blend" else pm)) / 2 > 0.5
                 if m.any():
                     vol[:, :, z] |= m
                     ious.append(float(np.mean([r.iou for r in rs])))

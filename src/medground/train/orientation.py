@@ -138,7 +138,7 @@ def train(data: Path, out: Path, epochs: int = 30, batch: int = 128, lr: float =
             loss.backward()
             opt.step()
             sched.step()
-            tot += float(loss)
+            tot += float(loss.detach())
         acc = evaluate_net(net.eval(), t64, rows, "val")
         hist.append({"epoch": ep + 1, "loss": round(tot / steps, 4), "val_8way": round(acc["all"]["8way"], 4)})
         log(f"epoch {ep + 1}/{epochs} loss {tot / steps:.3f} val 8-way {acc['all']['8way']:.3f} "
