@@ -249,3 +249,50 @@ def test_guided_heat_still_draws_the_block(heads):
                           cfg=TextConfig(heat_refine="guided", mask_from="heat"))
     d = 2 * (res[0].mask & ref).sum() / (res[0].mask.sum() + ref.sum())
     assert d > 0.8
+
+
+class AreaPresenceHead(BrightHead):
+    """Heat where the embedding is bright; present only where the bright area is large (a small part of the
+    structure gets a heat map but not the presence: what the organ head does with small or thin ends)."""
+
+    def forward(self, emb, text):
+        heat, _ = super().forward(emb, text)
+        frac = (emb[:, :1] > 0.5).float().mean((1, 2, 3))[:, None]
+        return heat, ((frac - 0.02) * 400).expand(-1, text.shape[0])
+
+
+def test_refine_slices_run_or_volume(tmp_path, monkeypatch):
+    """The refinement network draws on the term's presence run ("run") or, where the term is present at all, on
+    every slice ("volume"): the small end the head does not call present comes back only with "volume"."""
+    import medground.classify as classify_mod
+    from medground.models.refine import RefineNet, save_refine
+    from medground.segment.text import TextConfig, refine_slices
+
+    monkeypatch.setattr(classify_mod, "classify", lambda image, **k: {"modality": "CT"})
+    path = save_refine(RefineNet(1, (8, 8), residual=True), tmp_path / "refine_ct.pt", ["liver"],
+                       {"name": "tiny-ct", "modality": "CT"})  # a residual net before training draws the heat
+    organs = bundle(AreaPresenceHead(), ORGANS, "organ-stub")
+    data = np.full((48, 40, 5), -100.0, dtype=np.float32)
+    data[20:30, 12:20, 1] = 200.0  # large: present
+    data[22:27, 14:18, 2] = 200.0  # small: heat, but no presence
+    img = MedImage(data, np.diag([-1.0, -1.0, 3.0, 1.0]), 3, "CT", True, source_format="nifti")
+    base = dict(mask_from={"liver": "refine"}, refine_weights=str(path))
+    run, extra = segment_text(img, ["liver"], model=StubSAM(), grounding=organs, findings=None, cfg=TextConfig(**base))
+    assert extra["mask_refinement"]["network"] == ["tiny-ct"]
+    assert list(np.where(run[0].mask.any(axis=(0, 1)))[0]) == [1]
+    vol, _ = segment_text(img, ["liver"], model=StubSAM(), grounding=organs, findings=None,
+                          cfg=TextConfig(**base, refine_slices="volume"))
+    assert list(np.where(vol[0].mask.any(axis=(0, 1)))[0]) == [1, 2]
+    small = np.zeros(data.shape, bool)
+    small[22:27, 14:18, 2] = True
+    assert (vol[0].mask[:, :, 2] & small[:, :, 2]).sum() > 0.7 * small.sum()
+    data[:] = -100.0
+    data[22:24, 14:16, 3] = 200.0  # a speck with heat but present nowhere: "volume" draws nothing either
+    none, _ = segment_text(MedImage(data, img.affine, 3, "CT", True, source_format="nifti"), ["liver"],
+                           model=StubSAM(), grounding=organs, findings=None, cfg=TextConfig(**base, refine_slices="volume"))
+    assert not none[0].mask.any() and not none[0].info["present"]
+    organs.calibration = {"liver": {"refine_slices": "volume"}}
+    assert refine_slices("liver", organs, TextConfig()) == "volume"
+    assert refine_slices("spleen", organs, TextConfig()) == "run"
+    with pytest.raises(ValueError):
+        refine_slices("liver", organs, TextConfig(refine_slices="everywhere"))

@@ -92,6 +92,11 @@ class TextConfig:
     # (falls back to "decoder" likewise). None: the packaged networks (models/weights/refine_*.pt); a path: that
     # network only
     refine_weights: str | None = None
+    # where "refine" draws: "run" (the slices of the term's presence run that have heat boxes, like the other
+    # sources) or "volume" (every encoded slice of a volume in which the term is present at all: the network,
+    # trained on every slice, decides slice by slice; then the largest 3D component). "auto": the calibration's
+    # ``refine_slices`` ("run" when it says nothing). A dict term id -> value overrides per term.
+    refine_slices: Any = "auto"
     # a LiteMedSAM decoder fine-tuned on one kind of image (medground.models.decoders; the image encoder is shared)
     # draws the masks of the terms it was trained on when the image classifier takes the input for that kind:
     # "auto": the packaged CT decoder when installed; None: the pretrained decoder everywhere; a path: that
@@ -472,6 +477,14 @@ def box_margin(term: str, bundle, cfg: TextConfig) -> float:
     return float(_per_term(cfg.box_margin, term, bundle, "box_margin", 0.0))
 
 
+def refine_slices(term: str, bundle, cfg: TextConfig) -> str:
+    """Where the "refine" source of ``term`` draws (see ``TextConfig.refine_slices``)."""
+    r = _per_term(cfg.refine_slices, term, bundle, "refine_slices", "run")
+    if r not in ("run", "volume"):
+        raise ValueError(f"unknown refine_slices {r!r}; use 'run', 'volume' or 'auto'")
+    return r
+
+
 def presence_threshold(term: str, bundle, cfg: TextConfig) -> float:
     if cfg.presence_threshold is not None:
         return float(cfg.presence_threshold)
@@ -639,7 +652,7 @@ def _refine_plans(plans: dict, cimg: MedImage, pred: SlicePredictor, g, cfg: Tex
         mine = [t for t in cover if which[t] is bundle]
         vecs = g.term_vectors(bundle.term_ids)
         temb = torch.stack([vecs[t] for t in bundle.term_ids]).to(pred.device)
-        zs = sorted({z for t in mine for z in plans[t]["boxes"]})
+        zs = sorted({z for t in mine for z in [*plans[t]["boxes"], *plans[t].get("free", [])]})
         cols = [bundle.term_ids.index(t) for t in mine]
         for i in range(0, len(zs), 8):
             chunk = zs[i: i + 8]
@@ -650,7 +663,7 @@ def _refine_plans(plans: dict, cimg: MedImage, pred: SlicePredictor, g, cfg: Tex
                 prob = F.interpolate(prob, size=pred.hw, mode="bilinear", align_corners=False).transpose(2, 3)
             for k, z in enumerate(chunk):
                 for j, t in enumerate(mine):
-                    if z in plans[t]["boxes"]:
+                    if z in plans[t]["boxes"] or z in plans[t].get("free", ()):
                         out[(t, z)] = prob[k, j].numpy()
     return out
 
@@ -937,10 +950,13 @@ def segment_text(image: MedImage, prompts: list[str], device: str = "cpu", progr
                  for z in zs if encoded[z]}  # the others are filled below
         plans[tid] = {"hname": hname, "pz": pz, "zs": zs, "boxes": {z: b for z, b in boxes.items() if b[0]},
                       "mode": mask_mode(tid, heads[hname], cfg)}
+        if Z > 1 and zs and plans[tid]["mode"] == "refine" and refine_slices(tid, heads[hname], cfg) == "volume":
+            plans[tid]["free"] = [int(z) for z in np.where(encoded)[0]]  # the network decides on every slice
     # a body organ asked of a head image: absent, so nothing of it is decoded
     outside = _out_of_region(list(plans), image, cfg, onto, memo)  # the input as `medground classify` sees it
     for tid in outside:
         plans[tid]["boxes"] = {}
+        plans[tid].pop("free", None)
     refined = _refine_plans(plans, canon.image, pred, g, cfg, extra)
     decoder_of = _domain_decoders(plans, canon.image, pred, cfg, extra)  # classified as acquired
     # 2. the decoder: every box of every term on a slice in one batch
@@ -967,7 +983,14 @@ def segment_text(image: MedImage, prompts: list[str], device: str = "cpu", progr
         mode, zs, pz = pl["mode"], pl["zs"], pl["pz"]
         vol = np.zeros((X, Y, Z), dtype=bool)
         ious = []
-        for z, (_, pm, blobs) in sorted(pl["boxes"].items()):
+        if mode == "refine" and "free" in pl:  # the network on every encoded slice of the volume
+            for z in pl["free"]:
+                m = refined[(tid, z)] > 0.5
+                vol[:, :, z] = m
+                if m.any():
+                    ious.append(float(refined[(tid, z)][m].mean()))
+            zs = list(range(Z))
+        for z, (_, pm, blobs) in sorted(pl["boxes"].items() if "free" not in pl or mode != "refine" else []):
             if mode == "refine":  # the refinement network's redrawing of the term
                 m = refined[(tid, z)] > 0.5
                 vol[:, :, z] |= m
