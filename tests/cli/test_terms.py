@@ -53,6 +53,8 @@ def test_terms_say_what_segments_them(capsys):
 
     assert method_of("kidney_left") == "head" and method_of("putamen_left") == "atlas"
     assert method_of("vertebra_l3") == "zero-shot"
+    assert method_of("portal_vein") == "head (as portal_vein_and_splenic_vein)"  # drawn as the trained whole
+    assert method_of("left_atrium") == "zero-shot"  # a small share of the heart: not answered by it
     assert main(["terms", "--search", "putamen", "--json", "-n", "3"]) == 0
     doc = json.loads(capsys.readouterr().out)
     by = {t["id"]: t["segmented_by"] for t in doc["terms"]}

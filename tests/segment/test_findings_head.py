@@ -296,3 +296,25 @@ def test_refine_slices_run_or_volume(tmp_path, monkeypatch):
     assert refine_slices("spleen", organs, TextConfig()) == "run"
     with pytest.raises(ValueError):
         refine_slices("liver", organs, TextConfig(refine_slices="everywhere"))
+
+
+def test_an_untrained_part_named_in_a_trained_whole_is_drawn_as_that_whole():
+    """"portal vein" (no model trained on it) is drawn as the trained "portal vein and splenic vein", and findings say
+    so; "left atrium" is not answered with the whole heart (a small share of it): it stays a flagged zero-shot answer."""
+    from medground.ontology import Ontology
+    from medground.segment.text import use_containing
+
+    organs = bundle(BrightHead(), ["liver", "heart", "portal_vein_and_splenic_vein"], "organ-stub")
+    onto = Ontology.default()
+    resolved = [onto.resolve(p) for p in ("portal vein", "left atrium", "liver")]
+    out, stand = use_containing(resolved, organs, None, onto)
+    assert [r.ids for r in out] == [["portal_vein_and_splenic_vein"], ["left_atrium"], ["liver"]]
+    assert stand[0]["portal_vein_and_splenic_vein"].id == "portal_vein" and stand[1] == {} and stand[2] == {}
+    img, ref = synthetic_volume()
+    res, _ = segment_text(img, ["portal vein", "left atrium"], model=StubSAM(), grounding=organs, findings=None)
+    pv, la = res
+    assert pv.info["terms"][0]["id"] == "portal_vein_and_splenic_vein"
+    assert pv.info["terms"][0]["stands_in_for"] == {"id": "portal_vein", "name": "portal vein"}
+    assert "the trained structure that contains it" in pv.info["warning"] and "trained" not in pv.info["terms"][0]
+    assert pv.info["present"] and 2 * (pv.mask & ref).sum() / (pv.mask.sum() + ref.sum()) > 0.7
+    assert la.info["terms"][0]["trained"] is False and "zero-shot" in la.info["warning"]

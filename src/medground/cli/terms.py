@@ -23,7 +23,8 @@ def terms(
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """List or search the terms that prompts can name (anatomy and findings), and what segments each:
-    head (the trained grounding head), findings (the findings head), atlas (brain atlas registration) or
+    head (the trained grounding head), head (as X) (an untrained part drawn as the trained X named as a combination
+    that includes it, said in findings.json), findings (the findings head), atlas (brain atlas registration) or
     zero-shot (an untrained term: the grounding head's answer is a guess, flagged in findings.json)."""
     from medground.ontology import MODALITIES, Ontology, canonical_modality
 

@@ -171,6 +171,38 @@ def use_wholes(resolved: list, organs, cfg: TextConfig, kind: str) -> list:
     return out
 
 
+def use_containing(resolved: list, organs, findings, onto) -> tuple[list, list[dict]]:
+    """``resolved`` with each anatomy term that no head was trained on (and no atlas labels) replaced by its ontology
+    parent when the organ head was trained on that parent and the parent is named as a combination that includes it:
+    "portal vein" is drawn as "portal vein and splenic vein", the trained structure made of it and one other vein,
+    instead of a zero-shot guess (which on TotalSegmentator's example CT drew a blob beside the vein). A part that is
+    a small share of its parent (hepatic vessels of the liver, a lobe of the lung, an atrium of the heart) keeps the
+    zero-shot answer: the whole would not be an answer to it. Also returns, per prompt, parent id -> the term it
+    stands in for (findings.json says so)."""
+    import dataclasses
+
+    from medground.segment.vocab import stands_in_parent
+
+    known = set(getattr(organs, "term_ids", []))
+    fknown = set(getattr(findings, "term_ids", [])) if findings is not None else set()
+    out, stand_ins = [], []
+    for r in resolved:
+        terms, mine = [], {}
+        for t in r.terms:
+            try:
+                parent = onto.get(t.parent) if t.parent else None
+            except KeyError:  # a parent that is a grouping, not a term
+                parent = None
+            if stands_in_parent(t, parent, known, fknown):
+                mine[parent.id] = t
+                t = parent
+            if t not in terms:
+                terms.append(t)
+        out.append(dataclasses.replace(r, terms=terms) if mine else r)
+        stand_ins.append(mine)
+    return out, stand_ins
+
+
 # wall term -> the cavity it encloses (both must be organ-head terms)
 CAVITIES = {"myocardium": "left_ventricle"}
 
@@ -818,14 +850,15 @@ def _carve(per_term: dict, carve: dict) -> None:
 
 
 def _assemble(image: MedImage, prompts: list[str], resolved: list, per_term: dict, heads: dict,
-              canon) -> list[SegmentationResult]:
+              canon, stand_ins: list[dict] | None = None) -> list[SegmentationResult]:
     """One result per prompt: the union of its terms' masks in the input's grid."""
     shape = image.data.shape[:3]
     trained = getattr(heads["organs"], "term_ids", None)
     trained = None if trained is None else set(trained)
     results = []
-    for prompt, res in zip(prompts, resolved):
+    for k, (prompt, res) in enumerate(zip(prompts, resolved)):
         parts = [per_term[t.id] for t in res.terms]
+        standing = (stand_ins or [{}] * len(prompts))[k]
         vol = np.zeros(shape, dtype=bool)
         for p in parts:
             vol |= p["mask"] if p.get("input_grid") else canon.back(p["mask"]).astype(bool)
@@ -853,8 +886,14 @@ def _assemble(image: MedImage, prompts: list[str], resolved: list, per_term: dic
                                            f"{o['probability']:.2f}); {t.name} lies in the {o['term_region']}")
             if pt["head"] == "organs" and trained is not None and t.id not in trained:
                 entry["trained"] = False  # the head never saw this term: its answer is zero-shot
+            if t.id in standing:  # drawn for an untrained part of it
+                entry["stands_in_for"] = {"id": standing[t.id].id, "name": standing[t.id].name}
             terms.append(entry)
         r.info = {"terms": terms, "present": present, "presence_probability": round(float(presence), 4)}
+        if standing:
+            r.info["warning"] = "; ".join(
+                f"no model was trained on {o.name}: the mask is of {per_t.name}, the trained structure that contains it"
+                for per_t in res.terms for pid, o in standing.items() if per_t.id == pid)
         if all(e.get("trained") is False for e in terms):  # a zero-shot guess is no better than even odds
             r.confidence = min(r.confidence, 0.5)
             r.info["warning"] = "no model was trained on this structure: a zero-shot guess, confidence capped at 0.5"
@@ -883,6 +922,7 @@ def segment_text(image: MedImage, prompts: list[str], device: str = "cpu", progr
         findings = load_findings(device=device) if grounding is None else None
     fb = findings or None
     resolved = use_wholes(resolved, g, cfg, "2d" if image.ndim == 2 else "3d")
+    resolved, stand_ins = use_containing(resolved, g, fb, onto)
     all_ids = [t.id for r in resolved for t in r.terms]
     route = route_terms(all_ids, g, fb)
     carve = {t: c for t, c in CAVITIES.items() if cfg.carve_cavities and route.get(t) == "organs"
@@ -903,7 +943,7 @@ def segment_text(image: MedImage, prompts: list[str], device: str = "cpu", progr
     used = [h for h in ("organs", "findings") if h in route.values()]
     if not used:  # atlas terms only: no slice encoding needed
         extra["grounding_model"] = "brain atlas registration"
-        return _assemble(image, prompts, resolved, per_term, heads, None), extra
+        return _assemble(image, prompts, resolved, per_term, heads, None, stand_ins), extra
     term_vecs = {h: heads[h].term_vectors([t for t in route if route[t] == h], onto) for h in used}
     canon = canonicalize(image, g.orientation, cfg)
     cimg = canon.image
@@ -1027,7 +1067,7 @@ def segment_text(image: MedImage, prompts: list[str], device: str = "cpu", progr
                          "slices": [z for z in zs if vol[:, :, z].any()], "iou": float(np.mean(ious)) if ious else 0.0,
                          "present": present, "head": pl["hname"]}
     _carve(per_term, carve)
-    results = _assemble(image, prompts, resolved, per_term, heads, canon)
+    results = _assemble(image, prompts, resolved, per_term, heads, canon, stand_ins)
     extra = {**extra, "orientation": canon.info, **({"contrast": contrast} if contrast else {}),
              "slice_sampling": {"mode": "all" if step == 1 else "adaptive", "slices": int(Z),
                                 "slices_encoded": int(encoded.sum()), "first_step": int(step)},
