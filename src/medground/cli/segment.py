@@ -127,9 +127,8 @@ def _run_prompts(path: Path, out: Path, prompts, texts, overlay, propagate, devi
         if untrained:
             typer.echo(f"medground: warning: no model was trained on {', '.join(untrained)}: the grounding head's "
                        "answer for it is a zero-shot guess (see `medground terms`)", err=True)
-        for w in sorted({t["stands_in_for"]["name"] + " -> " + t["name"] for r in text_results
-                         for t in r.info.get("terms", []) if t.get("stands_in_for")}):
-            part, whole = w.split(" -> ")
+        for part, whole in sorted({(t["stands_in_for"]["name"], t["name"]) for r in text_results
+                                   for t in r.info.get("terms", []) if t.get("stands_in_for")}):
             typer.echo(f"medground: warning: no model was trained on {part}: its mask is of {whole}, the trained "
                        "structure that contains it", err=True)
     results = (seg_spatial(image, prompts=prompts, device=device, propagate_3d=propagate, progress=progress)

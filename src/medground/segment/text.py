@@ -181,7 +181,7 @@ def use_containing(resolved: list, organs, findings, onto) -> tuple[list, list[d
     stands in for (findings.json says so)."""
     import dataclasses
 
-    from medground.segment.vocab import stands_in_parent
+    from medground.segment.vocab import stand_in
 
     known = set(getattr(organs, "term_ids", []))
     fknown = set(getattr(findings, "term_ids", [])) if findings is not None else set()
@@ -189,11 +189,8 @@ def use_containing(resolved: list, organs, findings, onto) -> tuple[list, list[d
     for r in resolved:
         terms, mine = [], {}
         for t in r.terms:
-            try:
-                parent = onto.get(t.parent) if t.parent else None
-            except KeyError:  # a parent that is a grouping, not a term
-                parent = None
-            if stands_in_parent(t, parent, known, fknown):
+            parent = stand_in(t, onto, known, fknown)
+            if parent is not None:
                 mine[parent.id] = t
                 t = parent
             if t not in terms:
@@ -856,9 +853,8 @@ def _assemble(image: MedImage, prompts: list[str], resolved: list, per_term: dic
     trained = getattr(heads["organs"], "term_ids", None)
     trained = None if trained is None else set(trained)
     results = []
-    for k, (prompt, res) in enumerate(zip(prompts, resolved)):
+    for prompt, res, standing in zip(prompts, resolved, stand_ins or [{}] * len(prompts)):
         parts = [per_term[t.id] for t in res.terms]
-        standing = (stand_ins or [{}] * len(prompts))[k]
         vol = np.zeros(shape, dtype=bool)
         for p in parts:
             vol |= p["mask"] if p.get("input_grid") else canon.back(p["mask"]).astype(bool)
@@ -891,9 +887,9 @@ def _assemble(image: MedImage, prompts: list[str], resolved: list, per_term: dic
             terms.append(entry)
         r.info = {"terms": terms, "present": present, "presence_probability": round(float(presence), 4)}
         if standing:
-            r.info["warning"] = "; ".join(
-                f"no model was trained on {o.name}: the mask is of {per_t.name}, the trained structure that contains it"
-                for per_t in res.terms for pid, o in standing.items() if per_t.id == pid)
+            names = {t.id: t.name for t in res.terms}
+            r.info["warning"] = "; ".join(f"no model was trained on {o.name}: the mask is of {names[pid]}, the trained "
+                                          "structure that contains it" for pid, o in standing.items())
         if all(e.get("trained") is False for e in terms):  # a zero-shot guess is no better than even odds
             r.confidence = min(r.confidence, 0.5)
             r.info["warning"] = "no model was trained on this structure: a zero-shot guess, confidence capped at 0.5"
@@ -1023,20 +1019,17 @@ def segment_text(image: MedImage, prompts: list[str], device: str = "cpu", progr
         mode, zs, pz = pl["mode"], pl["zs"], pl["pz"]
         vol = np.zeros((X, Y, Z), dtype=bool)
         ious = []
-        if mode == "refine" and "free" in pl:  # the network on every encoded slice of the volume
-            for z in pl["free"]:
-                m = refined[(tid, z)] > 0.5
-                vol[:, :, z] = m
-                if m.any():
-                    ious.append(float(refined[(tid, z)][m].mean()))
-            zs = list(range(Z))
-        for z, (_, pm, blobs) in sorted(pl["boxes"].items() if "free" not in pl or mode != "refine" else []):
+        free = pl.get("free") if mode == "refine" else None  # the network on every encoded slice of the volume
+        if free:
+            zs = list(range(Z))  # slices left out between encoded ones are filled below
+        for z in free or sorted(pl["boxes"]):
             if mode == "refine":  # the refinement network's redrawing of the term
                 m = refined[(tid, z)] > 0.5
                 vol[:, :, z] |= m
                 if m.any():
                     ious.append(float(refined[(tid, z)][m].mean()))
                 continue
+            _, pm, blobs = pl["boxes"][z]
             if mode == "heat":  # the blobs themselves (above the slice's heat threshold, big enough)
                 vol[:, :, z] |= blobs
                 ious.append(float(pm[blobs].mean()))

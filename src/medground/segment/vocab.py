@@ -3,7 +3,7 @@
 ``"head"``: the organ grounding head was trained on it; ``"findings"``: the findings head was;
 ``"atlas"``: a brain atlas label, segmented by registration (:mod:`medground.segment.atlas`);
 ``"head (as <parent>)"``: an untrained anatomy term drawn as the trained structure named as a combination that
-includes it (``stands_in_parent``; "portal vein" as "portal vein and splenic vein"), said in ``findings.json``;
+includes it (``stand_in``; "portal vein" as "portal vein and splenic vein"), said in ``findings.json``;
 ``"zero-shot"``: none of these; the organ head embeds the term's description, untrained, and its answer
 is flagged ``"trained": false`` in ``findings.json``.
 """
@@ -31,14 +31,21 @@ def _card_terms(name: str) -> frozenset[str]:
     return trained_terms(name) or frozenset()
 
 
-def stands_in_parent(term, parent, known, fknown=frozenset()) -> bool:
-    """May the trained ``parent`` be drawn for the untrained anatomy ``term``? Only when the parent is named as a
-    combination that includes the term ("portal vein and splenic vein" for "portal vein"): a part that is a small
-    share of its parent (a lobe of the lung, an atrium of the heart) is not answered by the whole."""
+def stand_in(term, onto, known, fknown=frozenset()):
+    """The trained parent to draw for the untrained anatomy ``term``, or None. Only a parent named as a combination
+    that includes the term ("portal vein and splenic vein" for "portal vein"): a part that is a small share of its
+    parent (a lobe of the lung, an atrium of the heart) is not answered by the whole."""
     from medground.segment.atlas import is_atlas_term
 
-    return (parent is not None and term.id not in known and term.id not in fknown and not is_atlas_term(term.id)
-            and parent.id in known and term.kind == "anatomy" and term.name in parent.name and term.name != parent.name)
+    if (not term.parent or term.id in known or term.id in fknown or is_atlas_term(term.id)
+            or term.kind != "anatomy"):
+        return None
+    try:
+        parent = onto.get(term.parent)
+    except KeyError:  # a parent that is a grouping, not a term
+        return None
+    ok = parent.id in known and term.name in parent.name and term.name != parent.name
+    return parent if ok else None
 
 
 def method_of(term_id: str) -> str:
@@ -55,9 +62,7 @@ def method_of(term_id: str) -> str:
     onto = Ontology.default()
     try:
         t = onto.get(term_id)
-        parent = onto.get(t.parent) if t.parent else None
     except KeyError:
         return "zero-shot"
-    if stands_in_parent(t, parent, _card_terms("grounding"), _card_terms("grounding_findings")):
-        return f"head (as {parent.id})"
-    return "zero-shot"
+    parent = stand_in(t, onto, _card_terms("grounding"), _card_terms("grounding_findings"))
+    return "zero-shot" if parent is None else f"head (as {parent.id})"
