@@ -53,6 +53,27 @@ def _outline(m: np.ndarray) -> np.ndarray:
     return m & ~ndimage.binary_erosion(m, iterations=1, border_value=0)
 
 
+def _font(size: int):
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1: the fixed bitmap font
+        return ImageFont.load_default()
+
+
+def draw_label(draw, xy: tuple[int, int], text: str, font, fill=(255, 255, 255)) -> None:
+    """Write ``text`` word by word with an explicit gap: the default FreeType font's space is ~2 px wide at
+    small sizes, which ran multi-word names together ("rightadrenalgland")."""
+    x, y = xy
+    gap = max(4, int(round(0.35 * getattr(font, "size", 10))))
+    for word in text.split(" "):
+        if word:
+            draw.text((x, y), word, fill=fill, font=font)
+            x += int(draw.textlength(word, font=font))
+        x += gap
+
+
 def render_overlay(image, masks: dict[str, np.ndarray], path: str | Path, z: int | None = None,
                    title: str | None = None, alpha: float = 0.35, min_size: int = 384) -> Path:
     """Write a PNG of one slice with every mask filled (alpha) and outlined, with a legend.
@@ -83,14 +104,17 @@ def render_overlay(image, masks: dict[str, np.ndarray], path: str | Path, z: int
     if scale > 1:
         img = img.resize((img.size[0] * scale, img.size[1] * scale), Image.NEAREST)
     draw = ImageDraw.Draw(img)
+    fs = max(11, min(img.size) // 32)
+    font = _font(fs)
+    line = fs + 4
     y = 4
     if title:
-        draw.text((5, y), title, fill=(255, 255, 255))
-        y += 14
+        draw_label(draw, (5, y), title, font)
+        y += line
     for i, name in enumerate(dmasks):
-        draw.rectangle([5, y + 2, 13, y + 10], fill=color_for(i))
-        draw.text((18, y), name, fill=(255, 255, 255))
-        y += 14
+        draw.rectangle([5, y + 2, 5 + fs - 2, y + fs], fill=color_for(i))
+        draw_label(draw, (8 + fs, y), name, font)
+        y += line
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     img.save(path)
