@@ -91,3 +91,47 @@ def test_each_network_serves_its_own_modality_and_terms(tmp_path, monkeypatch):
     ct = choose_refiners(["myocardium", "liver"], bundles, "CT")
     assert ct["myocardium"] is None and ct["liver"].name == "ct"
     assert [b.name for b in load_refiners(tmp_path / "refine_ct.pt")] == ["ct"]  # a path: that network only
+
+
+def test_a_network_that_reads_the_embedding_uses_it(tmp_path):
+    """Synthetic slices with two equal bright discs and a heat map covering both: only the embedding (a quarter-
+    resolution feature map, as LiteMedSAM's) says which disc is the structure. Trained with it, the network finds the
+    right disc; trained without it, it cannot (it draws both or guesses). The embedding is saved and read beside each
+    slice file, and a network that reads it refuses to run without it."""
+    from medground.train.refine import evaluate, train
+
+    rng = np.random.default_rng(1)
+    n, size, g = 32, 128, 32
+    yy, xx = np.mgrid[:size, :size]
+    pics, heats, labs, embs = [], [], [], []
+    for _ in range(n):
+        (ay, ax), (by, bx) = rng.integers(24, 104, size=(2, 2))
+        while (ay - by) ** 2 + (ax - bx) ** 2 < 40 ** 2:
+            by, bx = rng.integers(24, 104, size=2)
+        a = (yy - ay) ** 2 + (xx - ax) ** 2 < 12 ** 2
+        b = (yy - by) ** 2 + (xx - bx) ** 2 < 12 ** 2
+        pics.append((np.clip(0.3 + 0.5 * (a | b) + rng.normal(0, 0.05, a.shape), 0, 1) * 255).astype(np.uint8))
+        both = torch.from_numpy((a | b).astype(np.float32))[None, None]
+        heats.append(((torch.nn.functional.avg_pool2d(both, size // g)[0, 0].numpy() - 0.3) * 12)[None].astype(np.float16))
+        labs.append(a.astype(np.uint8))
+        f = torch.nn.functional.avg_pool2d(torch.from_numpy(a.astype(np.float32))[None, None], 4)[0]
+        embs.append(np.concatenate([f.numpy(), rng.normal(0, 0.1, (3, size // 4, size // 4))]).astype(np.float16))
+    d = tmp_path / "train"
+    d.mkdir()
+    np.savez_compressed(d / "a.npz", pic=np.stack(pics), heat=np.stack(heats), lab=np.stack(labs),
+                        zs=np.arange(n), terms=np.array(["lesion"]))
+    np.save(d / "a.emb.npy", np.stack(embs))
+    kw = dict(epochs=5, crops_per_epoch=96, size=64, batch=8, lr=5e-3, widths=(8, 16, 16), flip=False)
+    with_emb = train(d, d, tmp_path / "e.pt", embedding=True, **kw)
+    without = train(d, d, tmp_path / "n.pt", **kw)
+    assert with_emb["reads_embedding"] and not without["reads_embedding"]
+    b = load_refine(tmp_path / "e.pt")
+    assert b.reads_embedding
+    dice_e, _ = evaluate(b.net, np.stack(pics), np.stack(heats), np.stack(labs), emb=np.stack(embs))
+    dice_n, _ = evaluate(load_refine(tmp_path / "n.pt").net, np.stack(pics), np.stack(heats), np.stack(labs))
+    assert dice_e[0] > 0.8 and dice_e[0] > dice_n[0] + 0.1
+    x = refine_inputs(torch.rand(1, 64, 64), torch.randn(1, 1, 16, 16))
+    with pytest.raises(ValueError, match="reads the image embedding"):
+        b.net(x)
+    p = b.probabilities(torch.rand(1, 64, 64), torch.randn(1, 1, 16, 16), torch.randn(1, 4, 16, 16))
+    assert p.shape == (1, 1, 64, 64)

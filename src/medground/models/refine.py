@@ -32,14 +32,24 @@ class RefineNet(nn.Module):
     heat probability, so that with the correction at zero, as it starts, the softmax returns the heat of a lone
     term); it cannot start worse than the heat, and learns only where to redraw it."""
 
-    def __init__(self, terms: int, widths: tuple[int, ...] = (16, 24, 48, 64), residual: bool = False):
+    def __init__(self, terms: int, widths: tuple[int, ...] = (16, 24, 48, 64), residual: bool = False,
+                 emb_channels: int = 0, emb_proj: int = 32):
         super().__init__()
         self.config = {"terms": terms, "widths": list(widths), "residual": bool(residual)}
         self.residual = bool(residual)
+        # ``emb_channels`` > 0: the network also reads the image encoder's embedding of the slice (LiteMedSAM:
+        # 256 channels on a 64 x 64 grid, a quarter of the 256 frame), projected to ``emb_proj`` channels and joined
+        # to the U-Net at its quarter-resolution level
+        self.emb_level = 2 if emb_channels else None
+        if emb_channels:
+            if len(widths) < 3:
+                raise ValueError("an embedding input needs at least 3 U-Net levels")
+            self.config.update(emb_channels=int(emb_channels), emb_proj=int(emb_proj))
+            self.emb = nn.Sequential(nn.Conv2d(emb_channels, emb_proj, 1, bias=False), nn.GroupNorm(4, emb_proj), nn.GELU())
         self.enc = nn.ModuleList()
         cin = 1 + terms
-        for w in widths:
-            self.enc.append(_conv(cin, w))
+        for i, w in enumerate(widths):
+            self.enc.append(_conv(cin + (emb_proj if i == self.emb_level else 0), w))
             cin = w
         self.dec = nn.ModuleList(_conv(widths[i + 1] + widths[i], widths[i]) for i in range(len(widths) - 1))
         self.out = nn.Conv2d(widths[0], 1 + terms, 1)
@@ -47,14 +57,25 @@ class RefineNet(nn.Module):
             nn.init.zeros_(self.out.weight)
             nn.init.zeros_(self.out.bias)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, emb: torch.Tensor | None = None) -> torch.Tensor:
+        """``x`` (B, 1 + T, H, W); ``emb`` (B, C, H/4, W/4), the embedding of the same frame (networks built with
+        ``emb_channels`` only)."""
+        if (emb is None) != (self.emb_level is None):
+            raise ValueError("this network " + ("reads" if self.emb_level is not None else "does not read")
+                             + " the image embedding")
         base = None
         if self.residual:
             hp = x[:, 1:].clamp(1e-4, 1 - 1e-4)
             base = torch.cat([torch.zeros_like(hp[:, :1]), torch.log(hp) - torch.log1p(-hp)], 1)
         skips = []
         for i, e in enumerate(self.enc):
-            x = e(x if i == 0 else F.max_pool2d(x, 2))
+            x = x if i == 0 else F.max_pool2d(x, 2)
+            if i == self.emb_level:
+                f = self.emb(emb.float())
+                if f.shape[-2:] != x.shape[-2:]:
+                    f = F.interpolate(f, size=x.shape[-2:], mode="bilinear", align_corners=False)
+                x = torch.cat([x, f], 1)
+            x = e(x)
             skips.append(x)
         for i in range(len(self.dec) - 1, -1, -1):
             x = F.interpolate(x, size=skips[i].shape[-2:], mode="bilinear", align_corners=False)
@@ -83,10 +104,17 @@ class RefineBundle:
         self.net, self.term_ids, self.card = net, list(term_ids), card
         self.name = card.get("name", "refine")
 
+    @property
+    def reads_embedding(self) -> bool:
+        return self.net.emb_level is not None
+
     @torch.inference_mode()
-    def probabilities(self, picture: torch.Tensor, heat_logits: torch.Tensor) -> torch.Tensor:
-        """(B, H, W) pictures, (B, T, G, G) heat logits of ``term_ids`` in that order -> (B, T, H, W) probabilities."""
-        return torch.softmax(self.net(refine_inputs(picture, heat_logits)), 1)[:, 1:]
+    def probabilities(self, picture: torch.Tensor, heat_logits: torch.Tensor,
+                      embedding: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, H, W) pictures, (B, T, G, G) heat logits of ``term_ids`` in that order (and, for a network that reads
+        it, the image encoder's (B, C, H/4, W/4) embedding of the same frames) -> (B, T, H, W) probabilities."""
+        emb = embedding if self.reads_embedding else None
+        return torch.softmax(self.net(refine_inputs(picture, heat_logits), emb), 1)[:, 1:]
 
 
 WEIGHTS = Path(__file__).parent / "weights"
@@ -133,7 +161,8 @@ def load_refine(path: str | Path | None = None) -> RefineBundle | None:
 
         raise MedGroundInputError(f"{p} is not a medground refinement checkpoint")
     cfg = obj["config"]
-    net = RefineNet(cfg["terms"], tuple(cfg["widths"]), residual=bool(cfg.get("residual", False)))
+    net = RefineNet(cfg["terms"], tuple(cfg["widths"]), residual=bool(cfg.get("residual", False)),
+                    emb_channels=int(cfg.get("emb_channels", 0)), emb_proj=int(cfg.get("emb_proj", 32)))
     net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in obj["state_dict"].items()}, strict=True)
     b = RefineBundle(net.eval(), obj["term_ids"], obj.get("card", {}))
     _CACHE[str(p)] = b

@@ -686,9 +686,10 @@ def _refine_plans(plans: dict, cimg: MedImage, pred: SlicePredictor, g, cfg: Tex
         for i in range(0, len(zs), 8):
             chunk = zs[i: i + 8]
             with torch.inference_mode():
-                heat, _ = g.head(torch.cat([pred.embedding(z) for z in chunk]), temb)
+                emb = torch.cat([pred.embedding(z) for z in chunk])
+                heat, _ = g.head(emb, temb)
                 pics = torch.cat([pred._slice_tensor(z)[:, 0] for z in chunk])
-                prob = bundle.probabilities(pics, heat.float().cpu())[:, cols, :h, :w]
+                prob = bundle.probabilities(pics, heat.float().cpu(), emb.float().cpu())[:, cols, :h, :w]
                 prob = F.interpolate(prob, size=pred.hw, mode="bilinear", align_corners=False).transpose(2, 3)
             for k, z in enumerate(chunk):
                 for j, t in enumerate(mine):

@@ -23,7 +23,8 @@ import torch
 import torch.nn.functional as F
 
 
-def build(dataset: Path, split: str, every: int, out: Path, emb_cache: str | None = None) -> None:
+def build(dataset: Path, split: str, every: int, out: Path, emb_cache: str | None = None,
+          with_embedding: bool = False) -> None:
     from medground.data import read_dataset
     from medground.models.grounding import load_grounding
     from medground.train.slices import canonical_cases, slice_model
@@ -35,28 +36,39 @@ def build(dataset: Path, split: str, every: int, out: Path, emb_cache: str | Non
     out.mkdir(parents=True, exist_ok=True)
     for cid, pred, zs, labs in canonical_cases(dataset, split, every, slice_model(emb_cache), g, terms,
                                                done=lambda cid: (out / f"{cid}.npz").exists()):
-        pics, heats = [], []
+        pics, heats, embs = [], [], []
         for i in range(0, len(zs), 8):
             chunk = zs[i: i + 8]
             pred.prepare(chunk)
             with torch.inference_mode():
-                hh, _ = g.head(torch.cat([pred.embedding(z) for z in chunk]), temb)
+                emb = torch.cat([pred.embedding(z) for z in chunk])
+                hh, _ = g.head(emb, temb)
             for k, z in enumerate(chunk):
                 pics.append((pred._slice_tensor(z)[0, 0].numpy() * 255).round().astype(np.uint8))
                 heats.append(hh[k].numpy().astype(np.float16))
+                if with_embedding:
+                    embs.append(emb[k].float().numpy().astype(np.float16))
+        if with_embedding:  # (slices, 256, 64, 64) float16, beside the npz: ~2 MB a slice
+            np.save(out / f"{cid}.emb.npy", np.stack(embs))
         np.savez_compressed(out / f"{cid}.npz", pic=np.stack(pics), heat=np.stack(heats), lab=labs, zs=np.array(zs),
                             terms=np.array(terms))
         print(f"{cid}: {len(zs)} slices", flush=True)
 
 
-def _load(folder: Path):
+def _load(folder: Path, with_embedding: bool = False):
     files = sorted(folder.glob("*.npz"))
     if not files:
         raise SystemExit(f"no .npz slices in {folder} (run `build` first)")
     parts = [np.load(f) for f in files]
     terms = [str(t) for t in parts[0]["terms"]]
+    emb = None
+    if with_embedding:
+        missing = [f.name for f in files if not f.with_suffix(".emb.npy").exists()]
+        if missing:
+            raise SystemExit(f"no embeddings beside {missing[0]} (run `build --with-embedding`)")
+        emb = np.concatenate([np.load(f.with_suffix(".emb.npy")) for f in files])
     return (np.concatenate([p["pic"] for p in parts]), np.concatenate([p["heat"] for p in parts]),
-            np.concatenate([p["lab"] for p in parts]), terms)
+            np.concatenate([p["lab"] for p in parts]), terms, emb)
 
 
 def _perturb(heat: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
@@ -89,8 +101,8 @@ def _crops(lab: np.ndarray, n: int, size: int, rng: np.random.Generator, weights
             cy, cx = ys[j] + int(rng.integers(-size // 4, size // 4 + 1)), xs[j] + int(rng.integers(-size // 4, size // 4 + 1))
         else:
             s, cy, cx = int(rng.integers(S)), int(rng.integers(H)), int(rng.integers(W))
-        r0 = int(np.clip(cy - size // 2, 0, H - size))
-        c0 = int(np.clip(cx - size // 2, 0, W - size))
+        r0 = int(np.clip(cy - size // 2, 0, H - size)) // 4 * 4  # on the embedding's 4-pixel grid
+        c0 = int(np.clip(cx - size // 2, 0, W - size)) // 4 * 4
         out.append((s, r0, c0))
     return out
 
@@ -104,7 +116,7 @@ def dice_per_class(pred: np.ndarray, lab: np.ndarray, k: int) -> list[float]:
     return out
 
 
-def evaluate(net, pic, heat, lab, batch: int = 8) -> tuple[list[float], list[float]]:
+def evaluate(net, pic, heat, lab, batch: int = 8, emb=None) -> tuple[list[float], list[float]]:
     """Pixel Dice per class over all slices: the network's argmax, and the head's heat alone (argmax of the
     upsampled heat probabilities above 0.5) for comparison."""
     from medground.models.refine import refine_inputs
@@ -115,7 +127,8 @@ def evaluate(net, pic, heat, lab, batch: int = 8) -> tuple[list[float], list[flo
     with torch.inference_mode():
         for i in range(0, len(pic), batch):
             x = refine_inputs(torch.from_numpy(pic[i: i + batch]).float() / 255, torch.from_numpy(heat[i: i + batch]).float())
-            P.append(net(x).argmax(1).numpy().astype(np.uint8))
+            e = None if emb is None else torch.from_numpy(emb[i: i + batch]).float()
+            P.append(net(x, e).argmax(1).numpy().astype(np.uint8))
             hp = x[:, 1:]
             b = hp.argmax(1) + 1
             b[hp.max(1).values < 0.5] = 0
@@ -126,23 +139,23 @@ def evaluate(net, pic, heat, lab, batch: int = 8) -> tuple[list[float], list[flo
 def train(data: Path, val: Path | None, out: Path, epochs: int = 12, crops_per_epoch: int = 1600, size: int = 128,
           batch: int = 16, lr: float = 2e-3, seed: int = 0, max_minutes: float | None = None, name: str = "medground-refine-ct",
           licence: str = "", modality: str = "CT", residual: bool = False,
-          widths: tuple[int, ...] = (16, 24, 48, 64)) -> dict:
+          widths: tuple[int, ...] = (16, 24, 48, 64), embedding: bool = False, flip: bool = True) -> dict:
     """Fit the network on ``data`` (``build``'s slices); ``modality`` goes into the card: the text path uses the
     network only on images the classifier takes for that modality."""
     from medground.models.refine import RefineNet, refine_inputs, save_refine
 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    pic, heat, lab, terms = _load(data)
+    pic, heat, lab, terms, emb = _load(data, embedding)
     k = len(terms)
     freq = np.array([(lab == c).sum() for c in range(1, k + 1)], dtype=float) + 1
     weights = 1 / np.sqrt(freq)  # crops: small structures favoured
     ce_w = torch.tensor(np.concatenate([[0.5], np.clip(np.sqrt(freq.max() / freq), 1, 10)]), dtype=torch.float32)
-    net = RefineNet(k, widths, residual=residual)
+    net = RefineNet(k, widths, residual=residual, emb_channels=int(emb.shape[1]) if embedding else 0)
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
     steps = epochs * (crops_per_epoch // batch)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
-    vdata = _load(val) if val else None
+    vdata = _load(val, embedding) if val else None
     history, t0 = [], time.time()
     from tqdm import tqdm
 
@@ -159,9 +172,14 @@ def train(data: Path, val: Path | None, out: Path, epochs: int = 12, crops_per_e
             full = refine_inputs(torch.zeros(len(b), pic.shape[1], pic.shape[2]), hs)[:, 1:]
             x = torch.cat([p[:, None], torch.stack([full[j, :, r:r + size, c:c + size] for j, (_, r, c) in enumerate(b)])], 1)
             x[:, :1] = x[:, :1] * float(rng.uniform(0.85, 1.15)) + float(rng.uniform(-0.05, 0.05))  # intensity jitter
-            if rng.random() < 0.5:  # a mirror of picture, heat and labels together keeps them consistent
+            e = None
+            if embedding:  # the same crop of the embedding (crops lie on its 4-pixel grid)
+                q = size // 4
+                e = torch.from_numpy(np.stack([emb[s, :, r // 4:r // 4 + q, c // 4:c // 4 + q] for s, r, c in b])).float()
+            if flip and rng.random() < 0.5:  # a mirror of picture, heat and labels together keeps them consistent
                 x, y = x.flip(-1), y.flip(-1)
-            logits = net(x)
+                e = None if e is None else e.flip(-1)
+            logits = net(x, e)
             ce = F.cross_entropy(logits, y, weight=ce_w)
             prob = torch.softmax(logits, 1)[:, 1:]
             oh = F.one_hot(y, k + 1).permute(0, 3, 1, 2)[:, 1:].float()
@@ -177,7 +195,7 @@ def train(data: Path, val: Path | None, out: Path, epochs: int = 12, crops_per_e
             losses.append(float(loss.detach()))
         rec = {"epoch": ep + 1, "loss": round(float(np.mean(losses)), 4), "minutes": round((time.time() - t0) / 60, 1)}
         if vdata is not None and (ep + 1 == epochs or (ep + 1) % 3 == 0):
-            d, base = evaluate(net, vdata[0], vdata[1], vdata[2])
+            d, base = evaluate(net, vdata[0], vdata[1], vdata[2], emb=vdata[4])
             rec["val_dice"] = {t: round(v, 3) for t, v in zip(terms, d)}
             rec["val_dice_heat"] = {t: round(v, 3) for t, v in zip(terms, base)}
             rec["val_mean"], rec["val_mean_heat"] = round(float(np.nanmean(d)), 4), round(float(np.nanmean(base)), 4)
@@ -188,7 +206,8 @@ def train(data: Path, val: Path | None, out: Path, epochs: int = 12, crops_per_e
     card = {"name": name, "what": "mask refinement U-Net: slice picture + organ head heat maps -> masks at 256 x 256",
             "modality": modality, "terms": terms, "trained_on": str(data), "training_slices": int(len(pic)),
             "validated_on": str(val) if val else None,
-            "epochs": len(history), "crop": size, "residual": bool(residual), "widths": list(widths), "history": history, "licence_of_data": licence,
+            "epochs": len(history), "crop": size, "residual": bool(residual), "widths": list(widths),
+            "reads_embedding": bool(embedding), "mirror_augmentation": bool(flip), "history": history, "licence_of_data": licence,
             "parameters": int(sum(p.numel() for p in net.parameters()))}
     save_refine(net, out, terms, card)
     return card
@@ -203,6 +222,8 @@ def main(argv=None):
     b.add_argument("--every", type=int, default=2)
     b.add_argument("--out", required=True, type=Path)
     b.add_argument("--emb-cache", default=None, help="keep LiteMedSAM embeddings here (benchmarks/embcache.py)")
+    b.add_argument("--with-embedding", action="store_true",
+                   help="also store each slice's LiteMedSAM embedding (for `train --embedding`; ~2 MB a slice)")
     t = sub.add_parser("train")
     t.add_argument("--data", required=True, type=Path)
     t.add_argument("--val", default=None, type=Path)
@@ -218,13 +239,16 @@ def main(argv=None):
     t.add_argument("--residual", action="store_true",
                    help="learn a correction to the heat (the network starts as the heat) instead of masks from scratch")
     t.add_argument("--widths", default="16,24,48,64", help="channels per U-Net level")
+    t.add_argument("--embedding", action="store_true",
+                   help="the network also reads the slice's LiteMedSAM embedding (built with --with-embedding)")
+    t.add_argument("--no-flip", action="store_true", help="no left-right mirror augmentation")
     a = ap.parse_args(argv)
     if a.cmd == "build":
-        build(a.dataset, a.split, a.every, a.out, a.emb_cache)
+        build(a.dataset, a.split, a.every, a.out, a.emb_cache, a.with_embedding)
     else:
         train(a.data, a.val, a.out, epochs=a.epochs, crops_per_epoch=a.crops, max_minutes=a.max_minutes, licence=a.licence,
               name=a.name, modality=a.modality, seed=a.seed, residual=a.residual,
-              widths=tuple(int(w) for w in a.widths.split(",")))
+              widths=tuple(int(w) for w in a.widths.split(",")), embedding=a.embedding, flip=not a.no_flip)
 
 
 if __name__ == "__main__":
