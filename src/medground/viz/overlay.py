@@ -62,15 +62,16 @@ def _font(size: int):
         return ImageFont.load_default()
 
 
-def draw_label(draw, xy: tuple[int, int], text: str, font, fill=(255, 255, 255)) -> None:
+def draw_label(draw, xy: tuple[int, int], text: str, font, fill=(255, 255, 255), stroke: int = 0) -> None:
     """Write ``text`` word by word with an explicit gap: the default FreeType font's space is ~2 px wide at
-    small sizes, which ran multi-word names together ("rightadrenalgland")."""
+    small sizes, which ran multi-word names together ("rightadrenalgland"). ``stroke``: a dark outline that many
+    pixels wide, so that the words read on bright images too."""
     x, y = xy
-    gap = max(4, int(round(0.35 * getattr(font, "size", 10))))
+    gap = max(4, int(round(0.35 * getattr(font, "size", 10)))) + 2 * stroke
     for word in text.split(" "):
         if word:
-            draw.text((x, y), word, fill=fill, font=font)
-            x += int(draw.textlength(word, font=font))
+            draw.text((x, y), word, fill=fill, font=font, stroke_width=stroke, stroke_fill=(0, 0, 0))
+            x += int(draw.textlength(word, font=font)) + stroke
         x += gap
 
 
@@ -107,13 +108,14 @@ def render_overlay(image, masks: dict[str, np.ndarray], path: str | Path, z: int
     fs = max(11, min(img.size) // 32)
     font = _font(fs)
     line = fs + 4
+    stroke = max(1, fs // 14)
     y = 4
     if title:
-        draw_label(draw, (5, y), title, font)
+        draw_label(draw, (5, y), title, font, stroke=stroke)
         y += line
     for i, name in enumerate(dmasks):
         draw.rectangle([5, y + 2, 5 + fs - 2, y + fs], fill=color_for(i))
-        draw_label(draw, (8 + fs, y), name, font)
+        draw_label(draw, (8 + fs, y), name, font, stroke=stroke)
         y += line
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
