@@ -11,26 +11,30 @@ card), not the refinement network's: read the rows as a check that the network t
 from __future__ import annotations
 
 import argparse
+import json
+import shlex
+import sys
 from pathlib import Path
 
 import numpy as np
 
 BTCV = ["spleen", "right kidney", "left kidney", "gallbladder", "esophagus", "liver", "stomach", "aorta",
         "inferior vena cava", "portal vein and splenic vein", "pancreas", "right adrenal gland", "left adrenal gland"]
-TS_LABEL = {"spleen": 1, "right kidney": 2, "left kidney": 3, "gallbladder": 4, "liver": 5, "stomach": 6, "pancreas": 7,
-            "right adrenal gland": 8, "left adrenal gland": 9, "esophagus": 15, "aorta": 52, "inferior vena cava": 63,
-            "portal vein and splenic vein": 64}
 
 
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    s = a.sum() + b.sum()
-    return float(2 * (a & b).sum() / s) if s else 1.0
+def ts_labels(root: Path) -> dict[str, int]:
+    """Prompt -> the example's label value, through the ontology id (TotalSegmentator's class names are its ids)."""
+    from medground.ontology import resolve
+
+    value = {name: int(k) for k, name in json.loads((root / "labels.json").read_text())["total"].items()}
+    return {p: value[resolve(p).terms[0].id] for p in BTCV}
 
 
 def main(argv=None) -> None:
     import nibabel as nib
 
     import medground
+    from medground.evaluate.metrics import dice_score
     from medground.models.grounding import load_grounding
     from medground.segment.text import TextConfig, segment_text
 
@@ -42,23 +46,21 @@ def main(argv=None) -> None:
     root = Path(a.shared) / "totalsegmentator"
     ct = medground.load(root / "example_ct_sm.nii.gz")
     ref = np.asarray(nib.load(str(root / "example_seg.nii.gz")).dataobj)
+    label = ts_labels(root)
     rows = {}
     for spec in a.pair:
         name, paths = spec.split("=", 1)
         gw, rw = (paths.split(",") + [""])[:2]
         res, _ = segment_text(ct, BTCV, grounding=load_grounding(gw) if gw else None,
                               cfg=TextConfig(refine_weights=rw or None))
-        rows[name] = {p: dice(r.mask > 0, ref == TS_LABEL[p]) for p, r in zip(BTCV, res)}
+        rows[name] = {p: dice_score(r.mask, ref == label[p]) for p, r in zip(BTCV, res)}
         print(name, round(float(np.mean(list(rows[name].values()))), 3), flush=True)
     names = list(rows)
-    import shlex
-    import sys
-
     args = sys.argv[1:] if argv is None else list(argv)
     lines = [f"Command: `python benchmarks/refine_ct_outside.py {shlex.join(args)}`", "",
              "| class | reference voxels | " + " | ".join(names) + " |", "|---|---:|" + "---:|" * len(names)]
     for p in BTCV:
-        lines.append(f"| {p} | {int((ref == TS_LABEL[p]).sum())} | " + " | ".join(f"{rows[n][p]:.3f}" for n in names) + " |")
+        lines.append(f"| {p} | {int((ref == label[p]).sum())} | " + " | ".join(f"{rows[n][p]:.3f}" for n in names) + " |")
     lines.append("| **mean** | | " + " | ".join(f"**{np.mean(list(rows[n].values())):.3f}**" for n in names) + " |")
     text = "\n".join(lines) + "\n"
     print(text)
