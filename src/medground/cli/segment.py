@@ -127,6 +127,11 @@ def _run_prompts(path: Path, out: Path, prompts, texts, overlay, propagate, devi
         if untrained:
             typer.echo(f"medground: warning: no model was trained on {', '.join(untrained)}: the grounding head's "
                        "answer for it is a zero-shot guess (see `medground terms`)", err=True)
+        for r in text_results:
+            if (r.info.get("warning") or "").startswith("not assessed"):
+                why = next(t["absent_because"] for t in r.info["terms"] if t.get("absent_because"))
+                typer.echo(f"medground: warning: {r.name}: not assessed ({why.split('; ', 1)[-1].split(', so')[0]})",
+                           err=True)
         for part, whole in sorted({(t["stands_in_for"]["name"], t["name"]) for r in text_results
                                    for t in r.info.get("terms", []) if t.get("stands_in_for")}):
             typer.echo(f"medground: warning: no model was trained on {part}: its mask is of {whole}, the trained "

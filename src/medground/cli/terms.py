@@ -25,7 +25,9 @@ def terms(
     """List or search the terms that prompts can name (anatomy and findings), and what segments each:
     head (the trained grounding head), head (as X) (an untrained part drawn as the trained X named as a combination
     that includes it, said in findings.json), findings (the findings head), atlas (brain atlas registration) or
-    zero-shot (an untrained term: the grounding head's answer is a guess, flagged in findings.json)."""
+    zero-shot (an untrained term: the grounding head's answer is a guess, flagged in findings.json). "head (CT, MR)":
+    the images the head learned the term from; on the other family (radiographs vs CT / MR) it is reported not
+    assessed. The lungs of a CT in Hounsfield units are found by their air (no learned model)."""
     from medground.ontology import MODALITIES, Ontology, canonical_modality
 
     ont = Ontology.default()
@@ -68,11 +70,28 @@ def terms(
             return m
         return "/".join(sorted({_method(i) for i in parts})) if parts and parts != [tid] else m
 
+    from medground.segment.air import LUNG_TERMS
+    from medground.segment.vocab import taught_modalities
+
+    taught = taught_modalities("grounding")
+
+    def learned_from(tid: str) -> list[str]:
+        """The modalities the organ head learned the term from (it is not drawn on the other family of images:
+        radiographs vs CT / MR), plus the CT air rule for the lungs."""
+        out = sorted(taught.get(tid, ()))
+        return out + (["CT (air rule, Hounsfield units)"] if tid in LUNG_TERMS else [])
+
+    def by_cell(tid: str) -> str:
+        m, lf = method_of(tid), learned_from(tid)
+        return f"{m} ({', '.join(lf)})" if m == "head" and lf else m
+
     if as_json:
         out = []
         for t in rows:
             d = t.to_dict()
             d["segmented_by"] = method_of(t.id)
+            if learned_from(t.id):
+                d["learned_from"] = learned_from(t.id)
             if t.id in scores:
                 d["score"] = scores[t.id]
             out.append(d)
@@ -103,7 +122,7 @@ def terms(
         syn_txt = ", ".join(syn[:4]) + (" ..." if len(syn) > 4 else "")
         if t.abbreviations:
             syn_txt = (", ".join(t.abbreviations) + "; " + syn_txt).strip("; ")
-        cells = [t.id, t.name, syn_txt, ",".join(t.modalities), _codes(t), method_of(t.id)]
+        cells = [t.id, t.name, syn_txt, ",".join(t.modalities), _codes(t), by_cell(t.id)]
         if search is not None:
             cells.append(f"{scores.get(t.id, 0.0):.2f}")
         table.add_row(*cells)

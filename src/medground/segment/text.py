@@ -24,6 +24,7 @@ import torch.nn.functional as F
 
 from medground.io.image import MedImage
 from medground.models.orientation import INVERSE, NAMES, dihedral
+from medground.segment.air import LUNG_TERMS, lung_masks, looks_like_hu
 from medground.segment.atlas import is_atlas_term, segment_atlas
 from medground.segment.engine import SegmentationResult, _unit_gray, largest_component
 from medground.segment.predictor import MODEL_SIZE, SlicePredictor
@@ -106,6 +107,15 @@ class TextConfig:
     # this probability is reported absent, its mask empty (findings.json: "absent_because"). Head probability: brain
     # MR 0.94-0.98, a head CT 0.71; val/test BTCV <= 0.19, CHAOS <= 0.32, ACDC <= 0.54, radiographs <= 0.05. None: off
     head_region_gate: float | None = 0.9
+    # an organ-head term the head learned from one family of images only (radiographs, or CT / MR) asked of the
+    # other is not drawn and reported absent (findings.json: "absent_because"): the head's answer there is a guess
+    # by position (on chest radiographs it drew "liver" over the right lung; on CT, "right lung", learned from
+    # radiographs, over the liver). The family: volumes and DICOM tags say it; a 2D picture is what the image
+    # classifier takes it for, with at least this probability (benchmarks/family_gate.py). None: off
+    family_gate: float | None = 0.75
+    # the lungs of a CT in Hounsfield units are found by their air (medground.segment.air), not by the organ head,
+    # which learned them from radiographs only. False: the family gate then reports them not assessed
+    ct_lungs_by_air: bool = True
     # ... when the classifier's CT probability reaches this (BTCV volumes 0.81-0.96, real HU CT 0.99; the MR volumes
     # it takes for CT, 3 of 20 CHAOS and 2 of 60 ACDC, at most 0.59)
     ct_decoder_min_prob: float = 0.7
@@ -728,6 +738,67 @@ def _out_of_region(tids: list[str], image: MedImage, cfg: TextConfig, onto, memo
     return {t: {"image_region": "head", "probability": round(p, 3), "term_region": onto.get(t).region} for t in body}
 
 
+def hu_ct(image: MedImage) -> bool:
+    """A CT whose grey values are Hounsfield units: not tagged as another modality, and looking like HU."""
+    if image.modality not in ("CT", "OT") or image.is_color:
+        return False
+    return looks_like_hu(image.data)
+
+
+# the air rule's fixed confidence when it finds lungs / finds none (a rule, not a calibrated probability: a cropped
+# field of view can hide lungs from it)
+AIR_CONFIDENCE = (0.95, 0.8)
+RADIOGRAPH_TAGS = {"CR", "DX", "MG", "RF", "XA", "RG"}
+SECTION_TAGS = {"CT", "MR", "PT", "NM"}
+# image classes of the image classifier per family, and the registry modalities (of training datasets) per family
+FAMILY_CLASSES = {"radiograph": ("X-ray", "mammography"), "cross-sectional": ("CT", "MRI", "PET")}
+FAMILY_MODALITIES = {"radiograph": {"XR", "CR", "DX", "MG"}, "cross-sectional": {"CT", "MR", "PT"}}
+FAMILY_WORDS = {"radiograph": "a projection radiograph", "cross-sectional": "a cross-sectional image (CT / MR)"}
+
+
+def image_family(image: MedImage, memo: dict) -> tuple[str | None, float]:
+    """("radiograph" | "cross-sectional" | None, probability): a volume is cross-sectional, a DICOM slice or
+    radiograph is what its modality tag says; a 2D picture without one is what the image classifier takes it for
+    (summed over the family's classes), None when it takes it for something else (ultrasound, photographs...)."""
+    if image.ndim == 3 and image.shape[2] > 1:
+        return "cross-sectional", 1.0
+    if image.modality in RADIOGRAPH_TAGS:
+        return "radiograph", 1.0
+    if image.modality in SECTION_TAGS:
+        return "cross-sectional", 1.0
+    c = _classified(image, memo)
+    if c.get("warning"):
+        return None, 0.0
+    pm = c.get("probabilities", {}).get("modality", {})
+    p = {f: float(sum(pm.get(k, 0.0) for k in ks)) for f, ks in FAMILY_CLASSES.items()}
+    best = max(p, key=p.get)
+    return (best, p[best]) if p[best] > 0.5 else (None, p[best])
+
+
+def _untaught_family(plans: dict, image: MedImage, cfg: TextConfig, onto, memo: dict) -> dict[str, dict]:
+    """term -> why it is not answered on this image: organ-head terms the head was trained on, but only on the
+    other family of images (radiographs vs CT / MR), see ``TextConfig.family_gate``."""
+    from medground.segment.vocab import taught_modalities
+
+    taught = taught_modalities("grounding")
+    ask = [t for t, pl in plans.items() if pl["hname"] == "organs" and taught.get(t)]
+    if cfg.family_gate is None or not ask:
+        return {}
+    fam, p = image_family(image, memo)
+    if fam is None or p < cfg.family_gate:
+        return {}
+    seen = FAMILY_MODALITIES[fam]
+    out = {}
+    for t in ask:
+        if not taught[t] & seen:
+            words = " and ".join(sorted({"XR": "radiograph"}.get(m, m) for m in taught[t]))
+            out[t] = {"probability": round(p, 3), "image_family": fam,
+                      "because": (f"the image was classified as {FAMILY_WORDS[fam]} (probability {p:.2f}); the "
+                                  f"model learned {onto.get(t).name} from {words} images only, so it is not drawn "
+                                  "here: not assessed rather than absent")}
+    return out
+
+
 def _domain_decoders(plans: dict, cimg: MedImage, pred: SlicePredictor, cfg: TextConfig, extra: dict) -> dict:
     """term -> the fine-tuned LiteMedSAM that decodes it (``TextConfig.ct_decoder``): the organ-head terms the CT
     decoder was trained on, when the image classifier takes the input for CT. findings.json says which terms
@@ -864,14 +935,16 @@ def _assemble(image: MedImage, prompts: list[str], resolved: list, per_term: dic
         conf = presence * (np.mean([p["iou"] for p in parts if p["present"]]) if present else 1.0)
         if not present:
             conf = 1.0 - presence  # confidence that it is absent
-            gates = [p["outside"]["probability"] for p in parts if p.get("outside")]
+            gates = [p["outside"]["probability"] for p in parts
+                     if p.get("outside") and "image_family" not in p["outside"]]
             if gates:
                 conf = max(conf, min(gates))
         r = SegmentationResult(vol, {"type": "text", "text": prompt}, float(conf), prompt)
         terms = []
         for t in res.terms:
             pt = per_term[t.id]
-            src = pt["atlas"] + " atlas (registration)" if pt["head"] == "atlas" else heads[pt["head"]].name
+            src = (pt["atlas"] + " atlas (registration)" if pt["head"] == "atlas" else
+                   "CT air rule (Hounsfield units, no learned model)" if pt["head"] == "air" else heads[pt["head"]].name)
             entry = {"id": t.id, "name": t.name, "present": pt["present"],
                      "presence_probability": round(pt["presence"], 4), "grounding_head": src}
             if pt.get("too_short"):  # drawn, then judged too short to be this structure
@@ -879,8 +952,9 @@ def _assemble(image: MedImage, prompts: list[str], resolved: list, per_term: dic
                                            f"one in the training references spans {pt['too_short']['shortest_seen_mm']} mm")
             if pt.get("outside"):  # a thoracic / abdominal / pelvic structure asked of a head image
                 o = pt["outside"]
-                entry["absent_because"] = (f"the image was classified as {o['image_region']} (probability "
-                                           f"{o['probability']:.2f}); {t.name} lies in the {o['term_region']}")
+                entry["absent_because"] = o.get("because") or (
+                    f"the image was classified as {o['image_region']} (probability {o['probability']:.2f}); "
+                    f"{t.name} lies in the {o['term_region']}")
             if pt["head"] == "organs" and trained is not None and t.id not in trained:
                 entry["trained"] = False  # the head never saw this term: its answer is zero-shot
             if t.id in standing:  # drawn for an untrained part of it
@@ -891,6 +965,10 @@ def _assemble(image: MedImage, prompts: list[str], resolved: list, per_term: dic
             names = {t.id: t.name for t in res.terms}
             r.info["warning"] = "; ".join(f"no model was trained on {o.name}: the mask is of {names[pid]}, the trained "
                                           "structure that contains it" for pid, o in standing.items())
+        if not present and all((per_term[t.id].get("outside") or {}).get("image_family") for t in res.terms):
+            r.confidence = 0.5  # not looked for: no better than even odds either way
+            r.info["warning"] = ("not assessed: no model here was trained on this structure in this kind of image "
+                                 "(see absent_because)")
         if all(e.get("trained") is False for e in terms):  # a zero-shot guess is no better than even odds
             r.confidence = min(r.confidence, 0.5)
             r.info["warning"] = "no model was trained on this structure: a zero-shot guess, confidence capped at 0.5"
@@ -936,17 +1014,27 @@ def segment_text(image: MedImage, prompts: list[str], device: str = "cpu", progr
                            "iou": 1.0, "present": bool(ar.masks[t].any()), "head": "atlas", "input_grid": True,
                            "atlas": ar.atlas[t]}
         extra["atlas_registration"] = ar.info
+    air_ids = [t for t in route if t in LUNG_TERMS and route[t] == "organs"]
+    if air_ids and cfg.ct_lungs_by_air and hu_ct(image):  # the lungs of a CT by their air (medground.segment.air)
+        masks, info = lung_masks(image.data if image.data.ndim == 3 else image.data[..., :1], image.affine)
+        for t in air_ids:
+            found = bool(masks[t].any())
+            per_term[t] = {"mask": masks[t], "presence": AIR_CONFIDENCE[0] if found else 1 - AIR_CONFIDENCE[1],
+                           "iou": 1.0, "present": found, "head": "air", "input_grid": True}
+            route[t] = "air"
+        extra["lungs_by_air"] = info
     heads = {"organs": g, "findings": fb}
     used = [h for h in ("organs", "findings") if h in route.values()]
-    if not used:  # atlas terms only: no slice encoding needed
-        extra["grounding_model"] = "brain atlas registration"
+    if not used:  # atlas / air terms only: no slice encoding needed
+        extra["grounding_model"] = " + ".join(n for n, h in (("brain atlas registration", "atlas"),
+                                                             ("CT air rule", "air")) if h in route.values())
         return _assemble(image, prompts, resolved, per_term, heads, None, stand_ins), extra
     term_vecs = {h: heads[h].term_vectors([t for t in route if route[t] == h], onto) for h in used}
     canon = canonicalize(image, g.orientation, cfg)
     cimg = canon.image
     pred = SlicePredictor(cimg, model=model, device=device, batch_size=cfg.batch_size, progress=progress)
     X, Y, Z = cimg.shape
-    tids = [t for t in route if route[t] != "atlas"]
+    tids = [t for t in route if route[t] not in ("atlas", "air")]
     col = {h: [t for t in tids if route[t] == h] for h in used}
     temb = {h: torch.stack([term_vecs[h][t] for t in col[h]]).to(pred.device) for h in used}
     thresholds = {h: np.array([presence_threshold(t, heads[h], cfg) for t in col[h]]) for h in used}
@@ -991,6 +1079,7 @@ def segment_text(image: MedImage, prompts: list[str], device: str = "cpu", progr
             plans[tid]["free"] = [int(z) for z in np.where(encoded)[0]]  # the network decides on every slice
     # a body organ asked of a head image: absent, so nothing of it is decoded
     outside = _out_of_region(list(plans), image, cfg, onto, memo)  # the input as `medground classify` sees it
+    outside.update({t: o for t, o in _untaught_family(plans, image, cfg, onto, memo).items() if t not in outside})
     for tid in outside:
         plans[tid]["boxes"] = {}
         plans[tid].pop("free", None)
@@ -1066,5 +1155,6 @@ def segment_text(image: MedImage, prompts: list[str], device: str = "cpu", progr
              "slice_sampling": {"mode": "all" if step == 1 else "adaptive", "slices": int(Z),
                                 "slices_encoded": int(encoded.sum()), "first_step": int(step)},
              "grounding_model": (" + ".join(heads[h].name for h in used) if used != ["organs"] else g.name)
-             + (" + brain atlas registration" if atlas_ids else "")}
+             + (" + brain atlas registration" if atlas_ids else "")
+             + (" + CT air rule" if "air" in route.values() else "")}
     return results, extra

@@ -1,0 +1,136 @@
+"""The lungs of a CT in Hounsfield units, by their air: no learned model.
+
+The organ head learned the lungs from chest radiographs only (JSRT, covid-cxr); on CT it drew "right lung" over the
+liver. A CT whose intensities are Hounsfield units shows the aerated lung directly, so the lungs are found the
+classic way (threshold, remove the air around the body, connected components), with two checks that keep bowel and
+stomach gas out:
+
+1. air: voxels below ``air_hu`` (-400 HU); on each axial slice the air regions that touch the slice's border (the
+   air around the patient, the gap under the table) are removed; their median is the scanner's own air;
+2. 3D connected components of what is left, each kept when it holds at least ``min_ml`` and the median of its
+   interior (one voxel in from its edge, in plane) lies at least ``above_air_hu`` above the scanner's air and
+   below ``max_median_hu``: aerated lung with its vessels reads about -850 to -750 HU (severe emphysema -900);
+   gas in the bowel or the stomach is air (on TotalSegmentator's two example CTs 11-42 HU above their
+   air, against 174-190 HU for the lung bases);
+3. in a volume, a lung reaches the top ``top_share`` of the slices or spans at least ``min_span_mm`` head to
+   foot (colon gas and stool low in an abdomen do neither);
+4. left and right: each kept voxel goes to the patient's left or right of the body's midline on its slice, from
+   world coordinates (the affine), not from array order.
+
+Known limits: the trachea and main bronchi join the lungs (split at the midline); a field of view cropped
+through the lungs (the lung touching the image border) loses them; stool mottled with gas high in the abdomen
+can pass the checks. Measured in benchmarks/README.md (section 4, lungs on CT).
+
+Only for volumes (and single slices) whose grey values look like Hounsfield units (``looks_like_hu``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+LUNG_TERMS = ("lung_left", "lung_right", "lung")
+
+
+@dataclass
+class AirConfig:
+    air_hu: float = -400.0
+    above_air_hu: float = 80.0
+    max_median_hu: float = -600.0
+    min_ml: float = 10.0
+    top_share: float = 0.15
+    min_span_mm: float = 100.0
+
+
+def looks_like_hu(data: np.ndarray) -> bool:
+    """True when the grey values look like CT Hounsfield units: some air (-1100 to -900) and a good share of soft
+    tissue (-200 to 300), whatever the padding outside the field of view (-1024, -2048, -3024)."""
+    a = np.asarray(data)
+    if a.ndim < 2 or not np.issubdtype(a.dtype, np.number) or a.size == 0:
+        return False
+    step = max(1, a.size // 2_000_000)
+    v = a.reshape(-1)[::step].astype(np.float32)
+    air = np.mean((v >= -1100) & (v <= -900))
+    soft = np.mean((v >= -200) & (v <= 300))
+    return bool(air >= 0.01 and soft >= 0.1)
+
+
+def _internal_air(a: np.ndarray, cfg: AirConfig) -> np.ndarray:
+    from scipy import ndimage
+
+    air = a < cfg.air_hu
+    out = np.zeros_like(air)
+    for z in range(a.shape[2]):
+        lab, n = ndimage.label(air[:, :, z])
+        if n == 0:
+            continue
+        edge = np.unique(np.concatenate([lab[0], lab[-1], lab[:, 0], lab[:, -1]]))
+        out[:, :, z] = air[:, :, z] & ~np.isin(lab, edge[edge > 0])
+    return out
+
+
+def lung_masks(data: np.ndarray, affine: np.ndarray, cfg: AirConfig | None = None) -> tuple[dict[str, np.ndarray], dict]:
+    """term id -> mask in the input's grid (``lung_left``, ``lung_right``, ``lung`` = both) and what was found.
+
+    ``data`` is (X, Y[, Z]) in Hounsfield units; ``affine`` maps voxel indices to world mm, RAS+ (as nibabel:
+    +x points to the patient's right, so the patient's left has the smaller x)."""
+    from scipy import ndimage
+
+    cfg = cfg or AirConfig()
+    a = np.asarray(data, dtype=np.float32)
+    flat = a.ndim == 2
+    if flat:
+        a = a[:, :, None]
+    vox_ml = abs(float(np.linalg.det(affine[:3, :3]))) / 1000.0 or 1e-3
+    internal = _internal_air(a, cfg)
+    outside = a[(a < cfg.air_hu) & ~internal]
+    outside = outside[outside > -1100]  # padding outside the field of view (-2048, -3024) is not air
+    air_ref = float(np.median(outside)) if outside.size else -1000.0
+    lab, n = ndimage.label(internal)
+    lungs = np.zeros(a.shape, dtype=bool)
+    kept, dropped = [], []
+    Z = a.shape[2]
+    dz = float(np.linalg.norm(affine[:3, 2]))
+    head_up = affine[2, 2] >= 0  # world z (RAS) grows toward the head: is the head at the last slice?
+    if n:
+        idx = np.arange(1, n + 1)
+        sizes = ndimage.sum(internal, lab, idx)
+        objs = ndimage.find_objects(lab)
+        for i in idx[sizes * vox_ml >= cfg.min_ml]:
+            sl = objs[i - 1]
+            m = lab[sl] == i
+            inner = ndimage.binary_erosion(m, structure=np.ones((3, 3, 1), bool))
+            med = float(np.median(a[sl][inner if inner.any() else m]))
+            z0, z1 = sl[2].start, sl[2].stop - 1
+            top = (Z - 1 - z1) if head_up else z0  # slices between the component and the head end
+            span = (z1 - z0 + 1) * dz
+            c = {"ml": round(float(sizes[i - 1] * vox_ml), 1), "interior_median_hu": round(med, 1),
+                 "above_air_hu": round(med - air_ref, 1), "span_mm": round(span, 1)}
+            ok = med - air_ref >= cfg.above_air_hu and med <= cfg.max_median_hu
+            if ok and Z > 1:
+                ok = top <= cfg.top_share * Z or span >= cfg.min_span_mm
+            if ok:
+                lungs[sl] |= m
+                kept.append(c)
+            else:
+                dropped.append(c)
+    # the patient's left / right of the body's midline, slice by slice, in world x (RAS: right is +x)
+    body = a > cfg.air_hu
+    X, Y = a.shape[:2]
+    ii, jj = np.meshgrid(np.arange(X), np.arange(Y), indexing="ij")
+    left = np.zeros_like(lungs)
+    for z in range(Z):
+        if not lungs[:, :, z].any():
+            continue
+        wx = affine[0, 0] * ii + affine[0, 1] * jj + affine[0, 2] * z + affine[0, 3]
+        b = body[:, :, z] & ~_internal_air(a[:, :, z:z + 1], cfg)[:, :, 0]
+        mid = float(np.median(wx[b])) if b.any() else float(np.median(wx[lungs[:, :, z]]))
+        left[:, :, z] = lungs[:, :, z] & (wx < mid)
+    right = lungs & ~left
+    masks = {"lung_left": left, "lung_right": right, "lung": lungs}
+    if flat:
+        masks = {k: v[:, :, 0] for k, v in masks.items()}
+    info = {"method": "air threshold in Hounsfield units (no learned model)", "air_hu": cfg.air_hu,
+            "scanner_air_hu": round(air_ref, 1), "above_air_hu": cfg.above_air_hu, "min_ml": cfg.min_ml,
+            "components_kept": kept, "components_dropped_as_gas_or_other": dropped[:10]}
+    return masks, info

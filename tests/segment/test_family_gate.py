@@ -1,0 +1,82 @@
+"""An organ-head term learned only from radiographs (the lungs) is not drawn on CT / MR, and one learned only from
+CT / MR (liver, kidneys) is not drawn on a radiograph: "not assessed", confidence 0.5, the reason in findings.json."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from medground.io.image import MedImage
+from medground.ontology import Ontology
+from medground.segment.text import TextConfig, _untaught_family, image_family
+from medground.segment.vocab import taught_modalities
+
+SHARED = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
+
+
+def _fake(modality_probs: dict, warning: bool = False):
+    def classify(image):
+        out = {"probabilities": {"modality": modality_probs}}
+        if warning:
+            out["warning"] = "untrained"
+        return out
+    return classify
+
+
+def test_taught_modalities_come_from_the_card_and_the_registry():
+    t = taught_modalities("grounding")
+    assert {"CT", "MR"} <= t["liver"] and "XR" not in t["liver"]
+    assert t["lung_left"] == {"XR"}  # the head learned the left lung from JSRT radiographs only
+    assert {"CT", "XR"} <= t["heart"]
+
+
+def test_image_family_from_geometry_tags_and_the_classifier(monkeypatch):
+    import medground.classify as C
+
+    vol = MedImage.from_array(np.arange(256, dtype=np.float32).reshape(8, 8, 4), np.eye(4), modality="OT")
+    assert image_family(vol, {}) == ("cross-sectional", 1.0)  # a stack of slices is cross-sectional
+    pic = np.arange(64, dtype=np.float32).reshape(8, 8)
+    assert image_family(MedImage.from_array(pic, modality="DX"), {}) == ("radiograph", 1.0)
+    assert image_family(MedImage.from_array(pic, modality="CT"), {}) == ("cross-sectional", 1.0)
+    monkeypatch.setattr(C, "classify", _fake({"X-ray": 0.7, "mammography": 0.1, "CT": 0.2}))
+    fam, p = image_family(MedImage.from_array(pic), {})
+    assert fam == "radiograph" and p == pytest.approx(0.8)
+    monkeypatch.setattr(C, "classify", _fake({"ultrasound": 0.9, "CT": 0.1}))
+    assert image_family(MedImage.from_array(pic), {})[0] is None  # neither family
+    monkeypatch.setattr(C, "classify", _fake({"X-ray": 1.0}, warning=True))
+    assert image_family(MedImage.from_array(pic), {})[0] is None  # no trained classifier: no family
+
+
+def test_untaught_family_gates_each_way(monkeypatch):
+    onto = Ontology.default()
+    plans = {t: {"hname": "organs"} for t in ("liver", "lung_left", "heart", "kidney_left")}
+    plans["brain_tumor"] = {"hname": "findings"}  # the findings head is not gated
+    xr = MedImage.from_array(np.arange(64, dtype=np.float32).reshape(8, 8), modality="CR")
+    out = _untaught_family(plans, xr, TextConfig(), onto, {})
+    assert set(out) == {"liver", "kidney_left"}
+    assert out["liver"]["image_family"] == "radiograph" and "CT and MR images only" in out["liver"]["because"]
+    vol = MedImage.from_array(np.arange(256, dtype=np.float32).reshape(8, 8, 4), np.eye(4), modality="CT")
+    out = _untaught_family(plans, vol, TextConfig(), onto, {})
+    assert set(out) == {"lung_left"} and "radiograph images only" in out["lung_left"]["because"]
+    assert _untaught_family(plans, vol, TextConfig(family_gate=None), onto, {}) == {}
+    import medground.classify as C
+
+    monkeypatch.setattr(C, "classify", _fake({"X-ray": 0.6, "CT": 0.4}))  # not sure enough
+    pic = MedImage.from_array(np.arange(64, dtype=np.float32).reshape(8, 8))
+    assert _untaught_family(plans, pic, TextConfig(), onto, {}) == {}
+
+
+@pytest.mark.skipif(not (SHARED / "jsrt-cxr").exists(), reason="shared data absent")
+def test_a_chest_radiograph_gets_no_liver_but_keeps_its_lungs_and_heart():
+    import medground
+    from medground.segment.text import segment_text
+
+    img = medground.load(sorted((SHARED / "jsrt-cxr" / "images").glob("*.jpg"))[0])
+    res, _ = segment_text(img, ["liver", "left lung", "heart"])
+    by = {r.name: r for r in res}
+    assert not by["liver"].mask.any() and by["liver"].confidence == 0.5
+    assert by["liver"].info["warning"].startswith("not assessed")
+    assert "radiograph" in by["liver"].info["terms"][0]["absent_because"]
+    assert by["left lung"].mask.sum() > 0.05 * by["left lung"].mask.size
+    assert by["heart"].mask.any() and "warning" not in by["heart"].info
