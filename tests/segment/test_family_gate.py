@@ -43,7 +43,9 @@ def test_image_family_from_geometry_tags_and_the_classifier(monkeypatch):
     fam, p = image_family(MedImage.from_array(pic), {})
     assert fam == "radiograph" and p == pytest.approx(0.8)
     monkeypatch.setattr(C, "classify", _fake({"ultrasound": 0.9, "CT": 0.1}))
-    assert image_family(MedImage.from_array(pic), {})[0] is None  # neither family
+    assert image_family(MedImage.from_array(pic), {})[0] == "ultrasound"
+    monkeypatch.setattr(C, "classify", _fake({"ultrasound": 0.4, "CT": 0.3, "X-ray": 0.3}))
+    assert image_family(MedImage.from_array(pic), {})[0] is None  # no family gets half
     monkeypatch.setattr(C, "classify", _fake({"X-ray": 1.0}, warning=True))
     assert image_family(MedImage.from_array(pic), {})[0] is None  # no trained classifier: no family
 
@@ -60,6 +62,8 @@ def test_untaught_family_gates_each_way(monkeypatch):
     out = _untaught_family(plans, vol, TextConfig(), onto, {})
     assert set(out) == {"lung_left"} and "radiograph images only" in out["lung_left"]["because"]
     assert _untaught_family(plans, vol, TextConfig(family_gate=None), onto, {}) == {}
+    us = MedImage.from_array(np.arange(64, dtype=np.float32).reshape(8, 8), modality="US")
+    assert set(_untaught_family(plans, us, TextConfig(), onto, {})) == {"liver", "lung_left", "heart", "kidney_left"}
     import medground.classify as C
 
     monkeypatch.setattr(C, "classify", _fake({"X-ray": 0.6, "CT": 0.4}))  # not sure enough

@@ -107,11 +107,12 @@ class TextConfig:
     # this probability is reported absent, its mask empty (findings.json: "absent_because"). Head probability: brain
     # MR 0.94-0.98, a head CT 0.71; val/test BTCV <= 0.19, CHAOS <= 0.32, ACDC <= 0.54, radiographs <= 0.05. None: off
     head_region_gate: float | None = 0.9
-    # an organ-head term the head learned from one family of images only (radiographs, or CT / MR) asked of the
-    # other is not drawn and reported absent (findings.json: "absent_because"): the head's answer there is a guess
-    # by position (on chest radiographs it drew "liver" over the right lung; on CT, "right lung", learned from
-    # radiographs, over the liver). The family: volumes and DICOM tags say it; a 2D picture is what the image
-    # classifier takes it for, with at least this probability (benchmarks/family_gate.py). None: off
+    # an organ-head term asked of a kind of image the head never learned it from (radiographs vs CT / MR; the head
+    # learned no organ from ultrasound, endoscopy or photographs) is not drawn: present false, confidence 0.5,
+    # "not assessed" (findings.json: "absent_because"), for the head's answer there is a guess by position (on
+    # chest radiographs it drew "liver" over the right lung; on CT, "right lung", learned from radiographs, over
+    # the liver). The kind: volumes and DICOM tags say it; a 2D picture is what the image classifier takes it
+    # for, with at least this probability (benchmarks/family_gate.py). None: off
     family_gate: float | None = 0.75
     # the lungs of a CT in Hounsfield units are found by their air (medground.segment.air), not by the organ head,
     # which learned them from radiographs only. False: the family gate then reports them not assessed
@@ -748,24 +749,29 @@ def hu_ct(image: MedImage) -> bool:
 # the air rule's fixed confidence when it finds lungs / finds none (a rule, not a calibrated probability: a cropped
 # field of view can hide lungs from it)
 AIR_CONFIDENCE = (0.95, 0.8)
-RADIOGRAPH_TAGS = {"CR", "DX", "MG", "RF", "XA", "RG"}
-SECTION_TAGS = {"CT", "MR", "PT", "NM"}
-# image classes of the image classifier per family, and the registry modalities (of training datasets) per family
-FAMILY_CLASSES = {"radiograph": ("X-ray", "mammography"), "cross-sectional": ("CT", "MRI", "PET")}
-FAMILY_MODALITIES = {"radiograph": {"XR", "CR", "DX", "MG"}, "cross-sectional": {"CT", "MR", "PT"}}
-FAMILY_WORDS = {"radiograph": "a projection radiograph", "cross-sectional": "a cross-sectional image (CT / MR)"}
+# kinds of image: the image classifier's classes and the DICOM / registry modality codes of each
+FAMILY_CLASSES = {"radiograph": ("X-ray", "mammography"), "cross-sectional": ("CT", "MRI", "PET"),
+                  "ultrasound": ("ultrasound",), "endoscopy": ("endoscopy",), "photograph": ("dermoscopy", "fundus"),
+                  "pathology": ("pathology",), "planar nuclear medicine": ("nuclear medicine",)}
+FAMILY_MODALITIES = {"radiograph": {"XR", "CR", "DX", "MG", "RF", "XA", "RG"}, "cross-sectional": {"CT", "MR", "PT"},
+                     "ultrasound": {"US"}, "endoscopy": {"ES"}, "photograph": {"XC", "OP"}, "pathology": {"SM"},
+                     "planar nuclear medicine": {"NM"}}
+FAMILY_WORDS = {"radiograph": "a projection radiograph", "cross-sectional": "a cross-sectional image (CT / MR)",
+                "ultrasound": "an ultrasound image", "endoscopy": "an endoscopy frame",
+                "photograph": "a clinical photograph", "pathology": "a pathology slide",
+                "planar nuclear medicine": "a planar nuclear medicine image"}
 
 
 def image_family(image: MedImage, memo: dict) -> tuple[str | None, float]:
-    """("radiograph" | "cross-sectional" | None, probability): a volume is cross-sectional, a DICOM slice or
-    radiograph is what its modality tag says; a 2D picture without one is what the image classifier takes it for
-    (summed over the family's classes), None when it takes it for something else (ultrasound, photographs...)."""
+    """(kind of image, probability): "radiograph", "cross-sectional", "ultrasound", "endoscopy", "photograph",
+    "pathology" or "planar nuclear medicine" (``FAMILY_CLASSES``); a volume is cross-sectional, a DICOM image is
+    what its modality tag says; a 2D picture without one is what the image classifier takes it for (summed over
+    the family's classes); None when no family gets more than half."""
     if image.ndim == 3 and image.shape[2] > 1:
         return "cross-sectional", 1.0
-    if image.modality in RADIOGRAPH_TAGS:
-        return "radiograph", 1.0
-    if image.modality in SECTION_TAGS:
-        return "cross-sectional", 1.0
+    for fam, tags in FAMILY_MODALITIES.items():
+        if image.modality in tags:
+            return fam, 1.0
     c = _classified(image, memo)
     if c.get("warning"):
         return None, 0.0
@@ -776,8 +782,9 @@ def image_family(image: MedImage, memo: dict) -> tuple[str | None, float]:
 
 
 def _untaught_family(plans: dict, image: MedImage, cfg: TextConfig, onto, memo: dict) -> dict[str, dict]:
-    """term -> why it is not answered on this image: organ-head terms the head was trained on, but only on the
-    other family of images (radiographs vs CT / MR), see ``TextConfig.family_gate``."""
+    """term -> why it is not answered on this image: organ-head terms the head was trained on, but never on this
+    kind of image (radiographs vs CT / MR; and no organ on ultrasound, endoscopy, photographs...), see
+    ``TextConfig.family_gate``."""
     from medground.segment.vocab import taught_modalities
 
     taught = taught_modalities("grounding")
