@@ -107,3 +107,24 @@ def test_cli_says_not_assessed_and_writes_an_empty_mask(tmp_path, monkeypatch, c
     assert f["present"] is False and f["confidence"] == 0.5
     assert "radiograph" in f["terms"][0]["absent_because"]
     assert not (np.asarray(Image.open(out / f["mask_file"])) > 0).any()
+
+
+def test_terms_learned_from_a_handful_of_slices_are_flagged():
+    from medground.segment.vocab import WEAK_SLICES, training_slices
+
+    n = training_slices("grounding")
+    assert n["colon"] < WEAK_SLICES <= n["liver"]  # the colon: 15 slices of one CT; the liver: BTCV + CHAOS + ...
+
+
+@pytest.mark.skipif(not (SHARED / "totalsegmentator").exists(), reason="shared data absent")
+def test_a_weak_term_is_capped_and_says_so():
+    import medground
+    from medground.segment.text import segment_text
+
+    img = medground.load(SHARED / "totalsegmentator" / "example_ct_sm.nii.gz")
+    res, _ = segment_text(img, ["colon", "liver"])
+    by = {r.name: r for r in res}
+    assert by["colon"].mask.any() and by["colon"].confidence <= 0.5
+    assert by["colon"].info["warning"].startswith("learned from at most 15 training slices")
+    assert by["colon"].info["terms"][0]["training_slices"] == 15
+    assert "warning" not in by["liver"].info and by["liver"].confidence > 0.5

@@ -128,6 +128,8 @@ def _run_prompts(path: Path, out: Path, prompts, texts, overlay, propagate, devi
             typer.echo(f"medground: warning: no model was trained on {', '.join(untrained)}: the grounding head's "
                        "answer for it is a zero-shot guess (see `medground terms`)", err=True)
         for r in text_results:
+            if (r.info.get("warning") or "").startswith("learned from at most"):
+                typer.echo(f"medground: warning: {r.name}: {r.info['warning']}", err=True)
             if (r.info.get("warning") or "").startswith("not assessed"):
                 why = next(t["absent_because"] for t in r.info["terms"] if t.get("absent_because"))
                 typer.echo(f"medground: warning: {r.name}: not assessed ({why.split('; ', 1)[-1].split(', so')[0]})",

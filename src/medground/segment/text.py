@@ -931,6 +931,9 @@ def _assemble(image: MedImage, prompts: list[str], resolved: list, per_term: dic
     shape = image.data.shape[:3]
     trained = getattr(heads["organs"], "term_ids", None)
     trained = None if trained is None else set(trained)
+    from medground.segment.vocab import WEAK_SLICES, training_slices
+
+    slices_seen = training_slices("grounding") if heads["organs"] is not None and trained is not None else {}
     results = []
     for prompt, res, standing in zip(prompts, resolved, stand_ins or [{}] * len(prompts)):
         parts = [per_term[t.id] for t in res.terms]
@@ -964,6 +967,8 @@ def _assemble(image: MedImage, prompts: list[str], resolved: list, per_term: dic
                     f"{t.name} lies in the {o['term_region']}")
             if pt["head"] == "organs" and trained is not None and t.id not in trained:
                 entry["trained"] = False  # the head never saw this term: its answer is zero-shot
+            if pt["head"] == "organs" and 0 < slices_seen.get(t.id, WEAK_SLICES) < WEAK_SLICES:
+                entry["training_slices"] = slices_seen[t.id]
             if t.id in standing:  # drawn for an untrained part of it
                 entry["stands_in_for"] = {"id": standing[t.id].id, "name": standing[t.id].name}
             terms.append(entry)
@@ -976,6 +981,11 @@ def _assemble(image: MedImage, prompts: list[str], resolved: list, per_term: dic
             r.confidence = 0.5  # not looked for: no better than even odds either way
             r.info["warning"] = ("not assessed: no model here was trained on this structure in this kind of image "
                                  "(see absent_because)")
+        weak = [e for e in terms if e.get("training_slices") is not None]
+        if present and weak and len(weak) == len(terms):  # learned from a handful of slices: flagged, capped
+            r.confidence = min(r.confidence, 0.5)
+            r.info["warning"] = (f"learned from at most {max(e['training_slices'] for e in weak)} training slices"
+                                 ": a weak answer, confidence capped at 0.5")
         if all(e.get("trained") is False for e in terms):  # a zero-shot guess is no better than even odds
             r.confidence = min(r.confidence, 0.5)
             r.info["warning"] = "no model was trained on this structure: a zero-shot guess, confidence capped at 0.5"

@@ -90,3 +90,30 @@ def taught_modalities(name: str = "grounding") -> dict[str, frozenset[str]]:
             if t in terms:
                 out.setdefault(t, set()).update(info.modality)
     return {t: frozenset(m) for t, m in out.items()}
+
+
+WEAK_SLICES = 100  # a term taught by fewer training slices than this (all its datasets together) is flagged
+
+
+@lru_cache(maxsize=None)
+def training_slices(name: str = "grounding") -> dict[str, int]:
+    """term id -> training slices of the datasets that taught a packaged head the term (the card's per-dataset
+    ``train`` counts; the slices of a dataset need not all show the term, so this is an upper bound)."""
+    from medground.data.registry import get_dataset
+
+    try:
+        card = json.loads((_WEIGHTS / f"{name}.card.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    terms = set(card.get("terms", []))
+    out: dict[str, int] = {}
+    for ds, counts in card.get("datasets", {}).items():
+        try:
+            info = get_dataset(ds)
+        except Exception:
+            continue
+        n = int((counts or {}).get("train", 0)) if isinstance(counts, dict) else 0
+        for t in info.term_ids:
+            if t in terms:
+                out[t] = out.get(t, 0) + n
+    return out
