@@ -24,3 +24,25 @@ def test_ctr_route_on_a_chest_radiograph(shared_data):
     assert 0.3 < out["cardiothoracic_ratio"] < 0.7
     assert out["mask"].shape[:2] == img.shape[:2] and out["mask"].any()
     assert (out["answer"] == "yes") == (out["cardiothoracic_ratio"] > segroute.CTR_THRESHOLD)
+
+
+def test_presence_of_an_organ_not_assessed_on_this_kind_of_image_is_left_to_other_routes(monkeypatch):
+    import numpy as np
+
+    import medground.segment.text as T
+    from medground.io.image import MedImage
+    from medground.segment.engine import SegmentationResult
+
+    def fake(image, prompts, **kw):
+        r = SegmentationResult(np.zeros(image.data.shape[:3], bool), {"type": "text", "text": prompts[0]}, 0.5,
+                               prompts[0])
+        r.info = {"terms": [], "present": False, "warning": "not assessed: ..."}
+        return [r], {}
+
+    monkeypatch.setattr(T, "segment_text", fake)
+    img = MedImage.from_array(np.arange(64, dtype=np.float32).reshape(8, 8), modality="CR")
+    p = segroute.plan("Are the kidneys visible in this image?", False)
+    assert segroute.run(img, p) is None  # no "no" from a segmenter that never learned kidneys on radiographs
+    monkeypatch.setattr(T, "segment_text", lambda image, prompts, **kw: (
+        [SegmentationResult(np.ones(image.data.shape[:3], bool), {}, 0.9, prompts[0])], {}))
+    assert segroute.run(img, p)["answer"] == "yes"
