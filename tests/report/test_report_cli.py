@@ -64,6 +64,19 @@ def test_build_report_segments_only_known_terms_and_reports_failures(tmp_path, m
     assert "Spleen not assessed: not found." in [s["text"] for s in rep["sentences"]]
     assert rep["segmentation"]["grounding_model"] == "stub"
 
+    def gated(image, prompts, **kw):  # the segmenter does not assess the spleen on this kind of image
+        return [SimpleNamespace(mask=liver if pr == "liver" else np.zeros(shape, bool), confidence=0.5 if
+                                pr == "spleen" else 0.9,
+                                info={"warning": "not assessed: ...", "terms": [{"absent_because": "learned from CT"
+                                                                                   " images only"}]}
+                                if pr == "spleen" else {}) for pr in prompts], {}
+
+    monkeypatch.setattr(T, "segment_text", gated)
+    rep = build_report(img, tmp_path / "o1", panel="liver,spleen", grounding=stub)
+    st = {s["name"]: s for s in rep["structures"]}
+    assert st["liver"]["status"] == "present"
+    assert st["spleen"]["status"] == "not_assessed" and "learned from CT images only" in st["spleen"]["reason"]
+
     def broken(*a, **k):
         raise RuntimeError("out of memory")
 

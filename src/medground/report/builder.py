@@ -91,6 +91,12 @@ def build_report(image: MedImage, out_dir, input_path=None, panel: list[str] | s
                 reasons[it.term_id] = f"segmentation failed ({type(exc).__name__}: {str(exc)[:120]})"
             results, extra = [], {}
         for it, r in zip(todo, results):
+            info = getattr(r, "info", {}) or {}
+            if (info.get("warning") or "").startswith("not assessed"):  # learned from another kind of image only
+                masks[it.term_id] = None
+                reasons[it.term_id] = next((t["absent_because"] for t in info.get("terms", [])
+                                            if t.get("absent_because")), info["warning"])
+                continue
             masks[it.term_id] = r.mask
             confidences[it.term_id] = float(r.confidence)
         seg_info.update({k: v for k, v in extra.items() if k in ("orientation", "grounding_model")})
