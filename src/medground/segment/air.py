@@ -123,7 +123,7 @@ def lung_masks(data: np.ndarray, affine: np.ndarray, cfg: AirConfig | None = Non
         if not lungs[:, :, z].any():
             continue
         wx = affine[0, 0] * ii + affine[0, 1] * jj + affine[0, 2] * z + affine[0, 3]
-        b = body[:, :, z] & ~_internal_air(a[:, :, z:z + 1], cfg)[:, :, 0]
+        b = body[:, :, z] & ~internal[:, :, z]
         mid = float(np.median(wx[b])) if b.any() else float(np.median(wx[lungs[:, :, z]]))
         left[:, :, z] = lungs[:, :, z] & (wx < mid)
     right = lungs & ~left
