@@ -128,3 +128,13 @@ def test_a_weak_term_is_capped_and_says_so():
     assert by["colon"].info["warning"].startswith("learned from at most 15 training slices")
     assert by["colon"].info["terms"][0]["training_slices"] == 15
     assert "warning" not in by["liver"].info and by["liver"].confidence > 0.5
+
+
+def test_training_slices_are_counted_in_the_kind_of_image_asked_about():
+    from medground.segment.text import FAMILY_MODALITIES
+    from medground.segment.vocab import training_slices
+
+    sections = training_slices("grounding", FAMILY_MODALITIES["cross-sectional"])
+    radiographs = training_slices("grounding", FAMILY_MODALITIES["radiograph"])
+    assert sections["heart"] < 100 <= radiographs["heart"]  # the heart: JSRT radiographs, 15 slices of one CT
+    assert training_slices("grounding")["heart"] == sections["heart"] + radiographs["heart"]

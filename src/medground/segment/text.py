@@ -926,14 +926,15 @@ def _carve(per_term: dict, carve: dict) -> None:
 
 
 def _assemble(image: MedImage, prompts: list[str], resolved: list, per_term: dict, heads: dict,
-              canon, stand_ins: list[dict] | None = None) -> list[SegmentationResult]:
+              canon, stand_ins: list[dict] | None = None, family: str | None = None) -> list[SegmentationResult]:
     """One result per prompt: the union of its terms' masks in the input's grid."""
     shape = image.data.shape[:3]
     trained = getattr(heads["organs"], "term_ids", None)
     trained = None if trained is None else set(trained)
     from medground.segment.vocab import WEAK_SLICES, training_slices
 
-    slices_seen = training_slices("grounding") if heads["organs"] is not None and trained is not None else {}
+    slices_seen = (training_slices("grounding", FAMILY_MODALITIES.get(family)) if heads["organs"] is not None
+                   and trained is not None else {})  # in this kind of image (all kinds when it is not known)
     results = []
     for prompt, res, standing in zip(prompts, resolved, stand_ins or [{}] * len(prompts)):
         parts = [per_term[t.id] for t in res.terms]
@@ -1167,7 +1168,7 @@ def segment_text(image: MedImage, prompts: list[str], device: str = "cpu", progr
                          "slices": [z for z in zs if vol[:, :, z].any()], "iou": float(np.mean(ious)) if ious else 0.0,
                          "present": present, "head": pl["hname"]}
     _carve(per_term, carve)
-    results = _assemble(image, prompts, resolved, per_term, heads, canon, stand_ins)
+    results = _assemble(image, prompts, resolved, per_term, heads, canon, stand_ins, image_family(image, memo)[0])
     extra = {**extra, "orientation": canon.info, **({"contrast": contrast} if contrast else {}),
              "slice_sampling": {"mode": "all" if step == 1 else "adaptive", "slices": int(Z),
                                 "slices_encoded": int(encoded.sum()), "first_step": int(step)},

@@ -96,9 +96,10 @@ WEAK_SLICES = 100  # a term taught by fewer training slices than this (all its d
 
 
 @lru_cache(maxsize=None)
-def training_slices(name: str = "grounding") -> dict[str, int]:
-    """term id -> training slices of the datasets that taught a packaged head the term (the card's per-dataset
-    ``train`` counts; the slices of a dataset need not all show the term, so this is an upper bound)."""
+def training_slices_by_modality(name: str = "grounding") -> dict[str, dict[str, int]]:
+    """term id -> modality (registry code) -> training slices of the datasets of that modality that taught a packaged
+    head the term (the card's per-dataset ``train`` counts; a dataset's slices need not all show the term, so these
+    are upper bounds)."""
     from medground.data.registry import get_dataset
 
     try:
@@ -106,7 +107,7 @@ def training_slices(name: str = "grounding") -> dict[str, int]:
     except (OSError, ValueError):
         return {}
     terms = set(card.get("terms", []))
-    out: dict[str, int] = {}
+    out: dict[str, dict[str, int]] = {}
     for ds, counts in card.get("datasets", {}).items():
         try:
             info = get_dataset(ds)
@@ -115,5 +116,13 @@ def training_slices(name: str = "grounding") -> dict[str, int]:
         n = int((counts or {}).get("train", 0)) if isinstance(counts, dict) else 0
         for t in info.term_ids:
             if t in terms:
-                out[t] = out.get(t, 0) + n
+                for m in info.modality:
+                    out.setdefault(t, {})[m] = out.setdefault(t, {}).get(m, 0) + n
     return out
+
+
+def training_slices(name: str = "grounding", modalities=None) -> dict[str, int]:
+    """term id -> training slices that taught a packaged head the term, over every modality or only ``modalities``
+    (registry codes, e.g. the kind of image asked about)."""
+    return {t: sum(n for m, n in by.items() if modalities is None or m in modalities)
+            for t, by in training_slices_by_modality(name).items()}
