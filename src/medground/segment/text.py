@@ -117,6 +117,9 @@ class TextConfig:
     # the lungs of a CT in Hounsfield units are found by their air (medground.segment.air), not by the organ head,
     # which learned them from radiographs only. False: the family gate then reports them not assessed
     ct_lungs_by_air: bool = True
+    # a finding neither head was trained on (a kidney cyst, a pleural effusion): "not assessed" (present false,
+    # confidence 0.5, said in findings.json) or "zero-shot" (the organ head's untrained guess, flagged)
+    untrained_findings: str = "not assessed"
     # ... when the classifier's CT probability reaches this (BTCV volumes 0.81-0.96, real HU CT 0.99; the MR volumes
     # it takes for CT, 3 of 20 CHAOS and 2 of 60 ACDC, at most 0.59)
     ct_decoder_min_prob: float = 0.7
@@ -799,10 +802,30 @@ def _untaught_family(plans: dict, image: MedImage, cfg: TextConfig, onto, memo: 
     for t in ask:
         if not taught[t] & seen:
             words = " and ".join(sorted({"XR": "radiograph"}.get(m, m) for m in taught[t]))
-            out[t] = {"probability": round(p, 3), "image_family": fam,
+            out[t] = {"probability": round(p, 3), "image_family": fam, "not_assessed": True,
                       "because": (f"the image was classified as {FAMILY_WORDS[fam]} (probability {p:.2f}); the "
                                   f"model learned {onto.get(t).name} from {words} images only, so it is not drawn "
                                   "here: not assessed rather than absent")}
+    return out
+
+
+def _untrained_findings(plans: dict, heads: dict, cfg: TextConfig, onto) -> dict[str, dict]:
+    """term -> why it is not answered: findings (tumours, cysts, effusions...) that neither head was trained on
+    (``TextConfig.untrained_findings``). Asked of the organ head untrained, such a finding came back as a guess
+    (findings prompts on the organ head alone scored 0.00 Dice on every held-out set, benchmarks/README.md
+    section 5; "left kidney cyst" on TotalSegmentator's CT drew the whole kidney, 71 mL, where there is none)."""
+    if cfg.untrained_findings != "not assessed":
+        return {}
+    known = set(getattr(heads["organs"], "term_ids", []) or [])
+    fb = heads.get("findings")
+    fknown = sorted(getattr(fb, "term_ids", []) or []) if fb is not None else []
+    out = {}
+    for t, pl in plans.items():
+        term = onto.get(t)
+        if pl["hname"] == "organs" and t not in known and term.kind == "finding":
+            names = ", ".join(onto.get(f).name for f in fknown) or "none"
+            out[t] = {"not_assessed": True,
+                      "because": f"no model here was trained to find {term.name}; the findings model knows: {names}"}
     return out
 
 
@@ -947,7 +970,7 @@ def _assemble(image: MedImage, prompts: list[str], resolved: list, per_term: dic
         if not present:
             conf = 1.0 - presence  # confidence that it is absent
             gates = [p["outside"]["probability"] for p in parts
-                     if p.get("outside") and "image_family" not in p["outside"]]
+                     if p.get("outside") and not p["outside"].get("not_assessed")]
             if gates:
                 conf = max(conf, min(gates))
         r = SegmentationResult(vol, {"type": "text", "text": prompt}, float(conf), prompt)
@@ -978,10 +1001,6 @@ def _assemble(image: MedImage, prompts: list[str], resolved: list, per_term: dic
             names = {t.id: t.name for t in res.terms}
             r.info["warning"] = "; ".join(f"no model was trained on {o.name}: the mask is of {names[pid]}, the trained "
                                           "structure that contains it" for pid, o in standing.items())
-        if not present and all((per_term[t.id].get("outside") or {}).get("image_family") for t in res.terms):
-            r.confidence = 0.5  # not looked for: no better than even odds either way
-            r.info["warning"] = ("not assessed: no model here was trained on this structure in this kind of image "
-                                 "(see absent_because)")
         weak = [e for e in terms if e.get("training_slices") is not None]
         if present and weak and len(weak) == len(terms):  # learned from a handful of slices: flagged, capped
             r.confidence = min(r.confidence, 0.5)
@@ -990,6 +1009,10 @@ def _assemble(image: MedImage, prompts: list[str], resolved: list, per_term: dic
         if all(e.get("trained") is False for e in terms):  # a zero-shot guess is no better than even odds
             r.confidence = min(r.confidence, 0.5)
             r.info["warning"] = "no model was trained on this structure: a zero-shot guess, confidence capped at 0.5"
+        if not present and all((per_term[t.id].get("outside") or {}).get("not_assessed") for t in res.terms):
+            r.confidence = 0.5  # not looked for: no better than even odds either way
+            r.info["warning"] = ("not assessed: no model here was trained to find this structure in this kind of "
+                                 "image (see absent_because)")
         results.append(r)
     return results
 
@@ -1098,6 +1121,7 @@ def segment_text(image: MedImage, prompts: list[str], device: str = "cpu", progr
     # a body organ asked of a head image: absent, so nothing of it is decoded
     outside = _out_of_region(list(plans), image, cfg, onto, memo)  # the input as `medground classify` sees it
     outside.update({t: o for t, o in _untaught_family(plans, image, cfg, onto, memo).items() if t not in outside})
+    outside.update({t: o for t, o in _untrained_findings(plans, heads, cfg, onto).items() if t not in outside})
     for tid in outside:
         plans[tid]["boxes"] = {}
         plans[tid].pop("free", None)
