@@ -96,3 +96,21 @@ def test_totalsegmentator_example_lungs():
     right = np.isin(seg, [k for k, v in names.items() if v.startswith("lung_") and v.endswith("_right")])
     m, _ = lung_masks(np.asarray(im.dataobj), im.affine)
     assert dice(m["lung_left"], left) > 0.9 and dice(m["lung_right"], right) > 0.9
+
+
+def test_a_volume_in_another_axis_order_gives_the_same_lungs_in_its_own_grid():
+    """The phantom stored as sagittal slices with flipped axes (an LSP-like order): the rule works on axial slices
+    and returns masks in the input's own grid."""
+    a, aff, truth = phantom()
+    b = np.transpose(a, (2, 0, 1))[::-1, ::-1, :].copy()  # array axes: z (reversed), x (reversed), y
+    X, Y, Z = a.shape
+    # voxel (i, j, k) of b is voxel (X-1-j, k, Z-1-i) of a
+    P = np.zeros((4, 4))
+    P[0, 1], P[0, 3] = -1, X - 1
+    P[1, 2] = 1
+    P[2, 0], P[2, 3] = -1, Z - 1
+    P[3, 3] = 1
+    m, _ = lung_masks(b, aff @ P)
+    for k in ("lung_left", "lung_right"):
+        expect = np.transpose(truth[k], (2, 0, 1))[::-1, ::-1, :]
+        assert m[k].shape == b.shape and dice(m[k], expect) > 0.95

@@ -73,11 +73,27 @@ def lung_masks(data: np.ndarray, affine: np.ndarray, cfg: AirConfig | None = Non
     """term id -> mask in the input's grid (``lung_left``, ``lung_right``, ``lung`` = both) and what was found.
 
     ``data`` is (X, Y[, Z]) in Hounsfield units; ``affine`` maps voxel indices to world mm, RAS+ (as nibabel:
-    +x points to the patient's right, so the patient's left has the smaller x)."""
+    +x points to the patient's right, so the patient's left has the smaller x). A volume stored in another axis
+    order (sagittal or coronal slices, flipped axes) is brought to RAS axis order first, so that "slices" are
+    axial and the head end is known, and the masks are brought back to the input's grid."""
+    a = np.asarray(data, dtype=np.float32)
+    if a.ndim != 3 or a.shape[2] == 1:
+        return _lung_masks_ras(a, affine, cfg)
+    from nibabel import orientations as no
+
+    ornt = no.io_orientation(affine)
+    if np.array_equal(ornt, no.axcodes2ornt(("R", "A", "S"))):
+        return _lung_masks_ras(a, affine, cfg)
+    ras = no.apply_orientation(a, ornt)
+    masks, info = _lung_masks_ras(ras, affine @ no.inv_ornt_aff(ornt, a.shape), cfg)
+    back = no.ornt_transform(no.axcodes2ornt(("R", "A", "S")), ornt)
+    return {k: np.ascontiguousarray(no.apply_orientation(m, back)) for k, m in masks.items()}, info
+
+
+def _lung_masks_ras(a: np.ndarray, affine: np.ndarray, cfg: AirConfig | None = None) -> tuple[dict[str, np.ndarray], dict]:
     from scipy import ndimage
 
     cfg = cfg or AirConfig()
-    a = np.asarray(data, dtype=np.float32)
     flat = a.ndim == 2
     if flat:
         a = a[:, :, None]
