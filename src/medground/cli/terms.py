@@ -25,7 +25,8 @@ def terms(
     """List or search the terms that prompts can name (anatomy and findings), and what segments each:
     head (the trained grounding head), head (as X) (an untrained part drawn as the trained X named as a combination
     that includes it, said in findings.json), findings (the findings head), atlas (brain atlas registration) or
-    zero-shot (an untrained term: the grounding head's answer is a guess, flagged in findings.json). "head (CT, MR)":
+    zero-shot (an untrained anatomy term: the grounding head's answer is a guess, flagged in findings.json) or not
+    assessed (a finding no model was trained on: reported not assessed). "head (CT, MR)":
     the images the head learned the term from; on the other family (radiographs vs CT / MR) it is reported not
     assessed. The lungs of a CT in Hounsfield units are found by their air (no learned model)."""
     from medground.ontology import MODALITIES, Ontology, canonical_modality

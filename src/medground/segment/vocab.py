@@ -4,8 +4,9 @@
 ``"atlas"``: a brain atlas label, segmented by registration (:mod:`medground.segment.atlas`);
 ``"head (as <parent>)"``: an untrained anatomy term drawn as the trained structure named as a combination that
 includes it (``stand_in``; "portal vein" as "portal vein and splenic vein"), said in ``findings.json``;
-``"zero-shot"``: none of these; the organ head embeds the term's description, untrained, and its answer
-is flagged ``"trained": false`` in ``findings.json``.
+``"zero-shot"``: none of these, an anatomy term; the organ head embeds the term's description, untrained, and its
+answer is flagged ``"trained": false`` in ``findings.json``; ``"not assessed"``: a finding no model was trained on
+(reported not assessed, see ``TextConfig.untrained_findings``).
 """
 from __future__ import annotations
 
@@ -64,6 +65,8 @@ def method_of(term_id: str) -> str:
         t = onto.get(term_id)
     except KeyError:
         return "zero-shot"
+    if t.kind == "finding":  # no model finds it: reported "not assessed" (TextConfig.untrained_findings)
+        return "not assessed"
     parent = stand_in(t, onto, _card_terms("grounding"), _card_terms("grounding_findings"))
     return "zero-shot" if parent is None else f"head (as {parent.id})"
 
