@@ -20,6 +20,7 @@ def main(argv=None) -> int:
     import nibabel as nib
 
     import medground
+    from medground.evaluate.metrics import dice_score
     from medground.ontology import Ontology
     from medground.segment.text import segment_text
     from medground.segment.vocab import taught_modalities
@@ -38,7 +39,7 @@ def main(argv=None) -> int:
     print("|---|---|---:|---:|")
     for v, n, r in zip(vals, names, res):
         ref = ref_all == v
-        d = 2 * (r.mask & ref).sum() / max(1, r.mask.sum() + ref.sum())
+        d = dice_score(r.mask, ref)
         print(f"| {n} | {', '.join(sorted(taught[labels[str(v)]]))} | {int(ref.sum())} | {d:.3f} |")
     return 0
 

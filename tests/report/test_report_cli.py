@@ -68,7 +68,8 @@ def test_build_report_segments_only_known_terms_and_reports_failures(tmp_path, m
         return [SimpleNamespace(mask=liver if pr == "liver" else np.zeros(shape, bool), confidence=0.5 if
                                 pr == "spleen" else 0.9,
                                 info={"warning": "not assessed: ...", "terms": [{"absent_because": "learned from CT"
-                                                                                   " images only"}]}
+                                                                                   " images only"}],
+                                      "not_assessed": "learned from CT images only"}
                                 if pr == "spleen" else {}) for pr in prompts], {}
 
     monkeypatch.setattr(T, "segment_text", gated)

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from medground.evaluate.metrics import dice_score as dice
 from medground.segment.air import AirConfig, looks_like_hu, lung_masks
 
 SHARED = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
@@ -33,10 +34,6 @@ def phantom(seed: int = 0):
         if 2 <= z <= 9:
             a[:, :, z][gas] = -995 + rng.normal(0, 8, gas.sum())
     return a, np.diag([3.0, 3.0, 3.0, 1.0]), truth
-
-
-def dice(p, r):
-    return 2 * (p & r).sum() / (p.sum() + r.sum())
 
 
 def test_lungs_are_found_gas_is_not_and_sides_follow_the_affine():

@@ -36,7 +36,7 @@ def test_presence_of_an_organ_not_assessed_on_this_kind_of_image_is_left_to_othe
     def fake(image, prompts, **kw):
         r = SegmentationResult(np.zeros(image.data.shape[:3], bool), {"type": "text", "text": prompts[0]}, 0.5,
                                prompts[0])
-        r.info = {"terms": [], "present": False, "warning": "not assessed: ..."}
+        r.info = {"terms": [], "present": False, "warning": "not assessed: ...", "not_assessed": "learned from CT only"}
         return [r], {}
 
     monkeypatch.setattr(T, "segment_text", fake)

@@ -129,11 +129,10 @@ def _run_prompts(path: Path, out: Path, prompts, texts, overlay, propagate, devi
             typer.echo(f"medground: warning: no model was trained on {', '.join(untrained)}: the grounding head's "
                        "answer for it is a zero-shot guess (see `medground terms`)", err=True)
         for r in text_results:
-            if (r.info.get("warning") or "").startswith("learned from at most"):
+            if r.info.get("training_slices"):
                 typer.echo(f"medground: warning: {r.name}: {r.info['warning']}", err=True)
-            if (r.info.get("warning") or "").startswith("not assessed"):
-                why = next(t["absent_because"] for t in r.info["terms"] if t.get("absent_because"))
-                typer.echo(f"medground: warning: {r.name}: not assessed: {why}", err=True)
+            if r.info.get("not_assessed"):
+                typer.echo(f"medground: warning: {r.name}: not assessed: {r.info['not_assessed']}", err=True)
         for part, whole in sorted({(t["stands_in_for"]["name"], t["name"]) for r in text_results
                                    for t in r.info.get("terms", []) if t.get("stands_in_for")}):
             typer.echo(f"medground: warning: no model was trained on {part}: its mask is of {whole}, the trained "

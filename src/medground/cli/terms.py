@@ -91,8 +91,9 @@ def terms(
         for t in rows:
             d = t.to_dict()
             d["segmented_by"] = method_of(t.id)
-            if learned_from(t.id):
-                d["learned_from"] = learned_from(t.id)
+            lf = learned_from(t.id)
+            if lf:
+                d["learned_from"] = lf
             if t.id in scores:
                 d["score"] = scores[t.id]
             out.append(d)

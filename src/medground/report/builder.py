@@ -91,11 +91,10 @@ def build_report(image: MedImage, out_dir, input_path=None, panel: list[str] | s
                 reasons[it.term_id] = f"segmentation failed ({type(exc).__name__}: {str(exc)[:120]})"
             results, extra = [], {}
         for it, r in zip(todo, results):
-            info = getattr(r, "info", {}) or {}
-            if (info.get("warning") or "").startswith("not assessed"):  # learned from another kind of image only
+            why = (getattr(r, "info", None) or {}).get("not_assessed")
+            if why:  # no model here finds it in this kind of image
                 masks[it.term_id] = None
-                reasons[it.term_id] = next((t["absent_because"] for t in info.get("terms", [])
-                                            if t.get("absent_because")), info["warning"])
+                reasons[it.term_id] = why
                 continue
             masks[it.term_id] = r.mask
             confidences[it.term_id] = float(r.confidence)

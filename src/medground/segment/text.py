@@ -819,11 +819,11 @@ def _untrained_findings(plans: dict, heads: dict, cfg: TextConfig, onto) -> dict
     known = set(getattr(heads["organs"], "term_ids", []) or [])
     fb = heads.get("findings")
     fknown = sorted(getattr(fb, "term_ids", []) or []) if fb is not None else []
+    names = ", ".join(onto.get(f).name for f in fknown) or "none"
     out = {}
     for t, pl in plans.items():
         term = onto.get(t)
         if pl["hname"] == "organs" and t not in known and term.kind == "finding":
-            names = ", ".join(onto.get(f).name for f in fknown) or "none"
             out[t] = {"not_assessed": True,
                       "because": f"no model here was trained to find {term.name}; the findings model knows: {names}"}
     return out
@@ -1004,13 +1004,15 @@ def _assemble(image: MedImage, prompts: list[str], resolved: list, per_term: dic
         weak = [e for e in terms if e.get("training_slices") is not None]
         if present and weak and len(weak) == len(terms):  # learned from a handful of slices: flagged, capped
             r.confidence = min(r.confidence, 0.5)
-            r.info["warning"] = (f"learned from at most {max(e['training_slices'] for e in weak)} training slices"
+            r.info["training_slices"] = max(e["training_slices"] for e in weak)
+            r.info["warning"] = (f"learned from at most {r.info['training_slices']} training slices"
                                  ": a weak answer, confidence capped at 0.5")
         if all(e.get("trained") is False for e in terms):  # a zero-shot guess is no better than even odds
             r.confidence = min(r.confidence, 0.5)
             r.info["warning"] = "no model was trained on this structure: a zero-shot guess, confidence capped at 0.5"
         if not present and all((per_term[t.id].get("outside") or {}).get("not_assessed") for t in res.terms):
             r.confidence = 0.5  # not looked for: no better than even odds either way
+            r.info["not_assessed"] = "; ".join(dict.fromkeys(e["absent_because"] for e in terms))  # the reasons
             r.info["warning"] = ("not assessed: no model here was trained to find this structure in this kind of "
                                  "image (see absent_because)")
         results.append(r)
@@ -1057,7 +1059,7 @@ def segment_text(image: MedImage, prompts: list[str], device: str = "cpu", progr
         extra["atlas_registration"] = ar.info
     air_ids = [t for t in route if t in LUNG_TERMS and route[t] == "organs"]
     if air_ids and cfg.ct_lungs_by_air and hu_ct(image):  # the lungs of a CT by their air (medground.segment.air)
-        masks, info = lung_masks(image.data if image.data.ndim == 3 else image.data[..., :1], image.affine)
+        masks, info = lung_masks(image.data, image.affine)  # grey (X, Y, Z): hu_ct refuses colour
         for t in air_ids:
             found = bool(masks[t].any())
             per_term[t] = {"mask": masks[t], "presence": AIR_CONFIDENCE[0] if found else 1 - AIR_CONFIDENCE[1],

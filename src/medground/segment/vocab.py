@@ -71,31 +71,13 @@ def method_of(term_id: str) -> str:
     return "zero-shot" if parent is None else f"head (as {parent.id})"
 
 
-@lru_cache(maxsize=None)
 def taught_modalities(name: str = "grounding") -> dict[str, frozenset[str]]:
     """term id -> the modalities (registry codes: CT, MR, XR...) of the datasets that taught a packaged head the
     term, from its model card's ``datasets`` and the dataset registry's label maps; {} when either is unreadable."""
-    from medground.data.registry import get_dataset
-
-    p = _WEIGHTS / f"{name}.card.json"
-    try:
-        card = json.loads(p.read_text())
-    except (OSError, ValueError):
-        return {}
-    terms = set(card.get("terms", []))
-    out: dict[str, set[str]] = {}
-    for ds in card.get("datasets", {}):
-        try:
-            info = get_dataset(ds)
-        except Exception:  # a dataset the registry does not know: its terms stay untold
-            continue
-        for t in info.term_ids:
-            if t in terms:
-                out.setdefault(t, set()).update(info.modality)
-    return {t: frozenset(m) for t, m in out.items()}
+    return {t: frozenset(by) for t, by in training_slices_by_modality(name).items()}
 
 
-WEAK_SLICES = 100  # a term taught by fewer training slices than this (all its datasets together) is flagged
+WEAK_SLICES = 100  # a term taught by fewer training slices than this (in the kind of image asked about) is flagged
 
 
 @lru_cache(maxsize=None)

@@ -104,8 +104,8 @@ def run(image, p: dict, device: str = "cpu", ctr_threshold: float = CTR_THRESHOL
     results, _extra = segment_text(image, p["prompts"], device=device, progress=False)
     if p["kind"] == "presence":
         r = results[0]
-        if (getattr(r, "info", {}).get("warning") or "").startswith("not assessed"):
-            return None  # learned from another kind of image only: the segmenter does not know; other routes answer
+        if getattr(r, "info", {}).get("not_assessed"):
+            return None  # no model here finds it in this kind of image: the segmenter does not know; other routes answer
         present = bool(r.mask.any())
         return {"answer": "yes" if present else "no", "confidence": round(float(r.confidence), 3),
                 "route": "segmenter:presence", "mask": r.mask, "region": p["prompts"][0],
