@@ -66,6 +66,15 @@ def test_untaught_family_gates_each_way(monkeypatch):
     assert set(_untaught_family(plans, us, TextConfig(), onto, {})) == {"liver", "lung_left", "heart", "kidney_left"}
     import medground.classify as C
 
+    plans["retinal_vessels"] = {"hname": "organs"}  # untrained anatomy: a zero-shot guess where the head saw the kind
+    plans["kidney_cyst_left"] = {"hname": "organs"}  # an untrained finding: _untrained_findings' business
+    fundus = MedImage.from_array(np.arange(64, dtype=np.float32).reshape(8, 8), modality="OP")
+    out = _untaught_family(plans, fundus, TextConfig(), onto, {})
+    assert set(out) == {"liver", "lung_left", "heart", "kidney_left", "retinal_vessels"}
+    assert "no model here was trained on retinal vessels" in out["retinal_vessels"]["because"]
+    assert "CT, MR and radiograph images only" in out["retinal_vessels"]["because"]
+    assert "retinal_vessels" not in _untaught_family(plans, xr, TextConfig(), onto, {})  # the head learned radiographs
+    assert "retinal_vessels" not in _untaught_family(plans, vol, TextConfig(), onto, {})
     monkeypatch.setattr(C, "classify", _fake({"X-ray": 0.6, "CT": 0.4}))  # not sure enough
     pic = MedImage.from_array(np.arange(64, dtype=np.float32).reshape(8, 8))
     assert _untaught_family(plans, pic, TextConfig(), onto, {}) == {}

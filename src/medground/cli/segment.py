@@ -162,5 +162,6 @@ def _print_summary(doc: dict, out: Path) -> None:
         size = (f"{f['volume_ml']} mL" if f.get("volume_ml") is not None else
                 f"{f['area_mm2']} mm²" if f.get("area_mm2") is not None else
                 f"{f.get('area_px', f.get('volume_voxels'))} px")
-        t.add_row(str(f["name"]), str(f["present"]), f"{f['confidence']:.2f}", size, f["mask_file"])
+        present = "not assessed" if f.get("not_assessed") else str(f["present"])  # findings.json keeps False
+        t.add_row(str(f["name"]), present, f"{f['confidence']:.2f}", size, f["mask_file"])
     Console(stderr=True).print(t)

@@ -786,26 +786,36 @@ def image_family(image: MedImage, memo: dict) -> tuple[str | None, float]:
 
 def _untaught_family(plans: dict, image: MedImage, cfg: TextConfig, onto, memo: dict) -> dict[str, dict]:
     """term -> why it is not answered on this image: organ-head terms the head was trained on, but never on this
-    kind of image (radiographs vs CT / MR; and no organ on ultrasound, endoscopy, photographs...), see
-    ``TextConfig.family_gate``."""
+    kind of image (radiographs vs CT / MR; and no organ on ultrasound, endoscopy, photographs...), and untrained
+    anatomy terms (whose answer would be the head's zero-shot guess) on a kind of image the head learned no
+    structure from at all ("retinal vessels" on a fundus photograph came back absent); see ``TextConfig.family_gate``."""
     from medground.segment.vocab import taught_modalities
 
     taught = taught_modalities("grounding")
-    ask = [t for t, pl in plans.items() if pl["hname"] == "organs" and taught.get(t)]
+    # untrained findings are left to _untrained_findings
+    ask = [t for t, pl in plans.items() if pl["hname"] == "organs" and (taught.get(t) or onto.get(t).kind != "finding")]
     if cfg.family_gate is None or not ask:
         return {}
     fam, p = image_family(image, memo)
     if fam is None or p < cfg.family_gate:
         return {}
     seen = FAMILY_MODALITIES[fam]
+    anything = frozenset().union(*taught.values())  # the kinds of image the head learned any structure from
     out = {}
     for t in ask:
-        if not taught[t] & seen:
+        said = f"the image was classified as {FAMILY_WORDS[fam]} (probability {p:.2f}); "
+        if taught.get(t) and not taught[t] & seen:
             words = " and ".join(sorted({"XR": "radiograph"}.get(m, m) for m in taught[t]))
             out[t] = {"probability": round(p, 3), "image_family": fam, "not_assessed": True,
-                      "because": (f"the image was classified as {FAMILY_WORDS[fam]} (probability {p:.2f}); the "
-                                  f"model learned {onto.get(t).name} from {words} images only, so it is not drawn "
-                                  "here: not assessed rather than absent")}
+                      "because": (said + f"the model learned {onto.get(t).name} from {words} images only, so it is "
+                                  "not drawn here: not assessed rather than absent")}
+        elif not taught.get(t) and not anything & seen:  # untrained, on a kind of image the head never saw
+            kinds = sorted({"XR": "radiograph"}.get(m, m) for m in anything)
+            words = " and ".join(filter(None, (", ".join(kinds[:-1]), kinds[-1])))
+            out[t] = {"probability": round(p, 3), "image_family": fam, "not_assessed": True,
+                      "because": (said + f"no model here was trained on {onto.get(t).name}, and the organ model "
+                                  f"learned structures from {words} images only, so a guess here would be "
+                                  "meaningless: not assessed rather than absent")}
     return out
 
 
