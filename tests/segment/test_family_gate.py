@@ -53,7 +53,6 @@ def test_image_family_from_geometry_tags_and_the_classifier(monkeypatch):
 def test_untaught_family_gates_each_way(monkeypatch):
     onto = Ontology.default()
     plans = {t: {"hname": "organs"} for t in ("liver", "lung_left", "heart", "kidney_left")}
-    plans["brain_tumor"] = {"hname": "findings"}  # the findings head is not gated
     xr = MedImage.from_array(np.arange(64, dtype=np.float32).reshape(8, 8), modality="CR")
     out = _untaught_family(plans, xr, TextConfig(), onto, {})
     assert set(out) == {"liver", "kidney_left"}
@@ -75,6 +74,20 @@ def test_untaught_family_gates_each_way(monkeypatch):
     assert "CT, MR and radiograph images only" in out["retinal_vessels"]["because"]
     assert "retinal_vessels" not in _untaught_family(plans, xr, TextConfig(), onto, {})  # the head learned radiographs
     assert "retinal_vessels" not in _untaught_family(plans, vol, TextConfig(), onto, {})
+    # the findings head: learned lesions from CT, tumours from MR, polyps from endoscopy, skin lesions from photographs
+    found = {t: {"hname": "findings"} for t in ("lesion", "brain_tumor", "breast_lesion", "colorectal_polyp", "tumor")}
+    out = _untaught_family(found, us, TextConfig(), onto, {})
+    assert set(out) == set(found)  # nothing on ultrasound: a malignant breast mass came back "absent, 1.00"
+    assert "findings model learned breast lesion from MR images only" in out["breast_lesion"]["because"]
+    assert set(_untaught_family(found, xr, TextConfig(), onto, {})) == set(found)  # nor on radiographs
+    assert set(_untaught_family(found, vol, TextConfig(), onto, {})) == {"colorectal_polyp"}  # endoscopy only
+    endo = MedImage.from_array(np.arange(64, dtype=np.float32).reshape(8, 8), modality="ES")
+    assert "colorectal_polyp" not in _untaught_family(found, endo, TextConfig(), onto, {})
+    assert "tumor" not in _untaught_family(found, vol, TextConfig(), onto, {})  # from the brain tumours' MR
+    photo = MedImage.from_array(np.arange(64, dtype=np.float32).reshape(8, 8), modality="XC")
+    out = _untaught_family(found, photo, TextConfig(), onto, {})  # "lesion": every dataset's lesions taught it
+    assert "lesion" not in out and "lesion" not in _untaught_family(found, endo, TextConfig(), onto, {})
+    assert {"tumor", "brain_tumor", "colorectal_polyp"} <= set(out)
     monkeypatch.setattr(C, "classify", _fake({"X-ray": 0.6, "CT": 0.4}))  # not sure enough
     pic = MedImage.from_array(np.arange(64, dtype=np.float32).reshape(8, 8))
     assert _untaught_family(plans, pic, TextConfig(), onto, {}) == {}

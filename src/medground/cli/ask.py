@@ -57,6 +57,8 @@ def ask(
         line = f"{doc['answer']}  (confidence {doc['confidence']:.2f}; route {doc['route']}; " \
                f"type {doc['question_type']})"
         typer.echo(line)
+        if doc.get("warning"):
+            typer.echo(f"medground: warning: {doc['warning']}", err=True)
         if doc.get("mask_file"):
             typer.echo(f"mask: {doc['mask_file']}")
 

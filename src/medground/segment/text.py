@@ -784,38 +784,56 @@ def image_family(image: MedImage, memo: dict) -> tuple[str | None, float]:
     return (best, p[best]) if p[best] > 0.5 else (None, p[best])
 
 
+def _kinds(modalities) -> str:
+    """Registry modality codes in words: "CT, MR and radiograph"."""
+    kinds = sorted({"XR": "radiograph", "ES": "endoscopy", "XC": "photograph"}.get(m, m) for m in modalities)
+    return " and ".join(filter(None, (", ".join(kinds[:-1]), kinds[-1]))) if kinds else "no"
+
+
 def _untaught_family(plans: dict, image: MedImage, cfg: TextConfig, onto, memo: dict) -> dict[str, dict]:
-    """term -> why it is not answered on this image: organ-head terms the head was trained on, but never on this
-    kind of image (radiographs vs CT / MR; and no organ on ultrasound, endoscopy, photographs...), and untrained
-    anatomy terms (whose answer would be the head's zero-shot guess) on a kind of image the head learned no
-    structure from at all ("retinal vessels" on a fundus photograph came back absent); see ``TextConfig.family_gate``."""
+    """term -> why it is not answered on this image (see ``TextConfig.family_gate``): a term a head was trained on,
+    but never on this kind of image (the organ head: radiographs vs CT / MR, no organ on ultrasound, endoscopy,
+    photographs...; the findings head: CT lesions, MR tumours, endoscopy polyps, skin lesions, nothing on
+    ultrasound or radiographs, a term counting what it learned as its descendants: "breast lesion" on a breast
+    ultrasound with a malignant mass came back absent at
+    confidence 1.00), and untrained anatomy terms (the organ head's zero-shot guess) on a kind of image the organ head
+    learned no structure from at all ("retinal vessels" on a fundus photograph came back absent)."""
     from medground.segment.vocab import taught_modalities
 
-    taught = taught_modalities("grounding")
-    # untrained findings are left to _untrained_findings
-    ask = [t for t, pl in plans.items() if pl["hname"] == "organs" and (taught.get(t) or onto.get(t).kind != "finding")]
+    taught = {"organs": taught_modalities("grounding"), "findings": taught_modalities("grounding_findings")}
+    anything = {h: frozenset().union(*t.values()) for h, t in taught.items()}  # what each head learned anything from
+
+    def learned_from(t: str, h: str):
+        if h == "organs":
+            return taught[h].get(t)
+        # the findings head learned each mask as its term and the term's finding ancestors (its model card's
+        # "labelling"): the generic "lesion" from every dataset's lesions, "tumor" from the brain tumours
+        kinds = frozenset().union(*(taught[h].get(d, frozenset()) for d in [t] + [x.id for x in onto.descendants(t)]))
+        return kinds or anything[h]
+
+    ask = [t for t, pl in plans.items() if pl["hname"] == "findings" or (  # untrained findings: _untrained_findings
+        pl["hname"] == "organs" and (taught["organs"].get(t) or onto.get(t).kind != "finding"))]
     if cfg.family_gate is None or not ask:
         return {}
     fam, p = image_family(image, memo)
     if fam is None or p < cfg.family_gate:
         return {}
     seen = FAMILY_MODALITIES[fam]
-    anything = frozenset().union(*taught.values())  # the kinds of image the head learned any structure from
     out = {}
     for t in ask:
+        h = plans[t]["hname"]
         said = f"the image was classified as {FAMILY_WORDS[fam]} (probability {p:.2f}); "
-        if taught.get(t) and not taught[t] & seen:
-            words = " and ".join(sorted({"XR": "radiograph"}.get(m, m) for m in taught[t]))
-            out[t] = {"probability": round(p, 3), "image_family": fam, "not_assessed": True,
-                      "because": (said + f"the model learned {onto.get(t).name} from {words} images only, so it is "
-                                  "not drawn here: not assessed rather than absent")}
-        elif not taught.get(t) and not anything & seen:  # untrained, on a kind of image the head never saw
-            kinds = sorted({"XR": "radiograph"}.get(m, m) for m in anything)
-            words = " and ".join(filter(None, (", ".join(kinds[:-1]), kinds[-1])))
-            out[t] = {"probability": round(p, 3), "image_family": fam, "not_assessed": True,
-                      "because": (said + f"no model here was trained on {onto.get(t).name}, and the organ model "
-                                  f"learned structures from {words} images only, so a guess here would be "
-                                  "meaningless: not assessed rather than absent")}
+        learned = learned_from(t, h)
+        if learned and not learned & seen:
+            because = (f"the {'findings' if h == 'findings' else 'organ'} model learned {onto.get(t).name} from "
+                       f"{_kinds(learned)} images only, so it is not drawn here")
+        elif not learned and not anything[h] & seen:  # untrained, on a kind of image the head never saw
+            because = (f"no model here was trained on {onto.get(t).name}, and the organ model learned structures "
+                       f"from {_kinds(anything[h])} images only, so a guess here would be meaningless")
+        else:
+            continue
+        out[t] = {"probability": round(p, 3), "image_family": fam, "not_assessed": True,
+                  "because": said + because + ": not assessed rather than absent"}
     return out
 
 

@@ -15,6 +15,8 @@ the same image), ``knn`` (open answers of similar train questions weighted by im
 """
 from __future__ import annotations
 
+import re
+
 from collections import OrderedDict
 from functools import lru_cache
 from importlib import resources
@@ -120,8 +122,8 @@ def ask(image: MedImage, question: str, device: str = "cpu", image_path=None, us
             return None
 
     out = model.answer(q, q_emb, d["features"], key=d["key"], thumb=d["thumb"], segment_fn=segment_fn)
-    if out["question_type"] == "modality" and out["route"] != "memory" and m is None:
-        out = _other_modality(image, q, out)
+    if out["route"] != "memory" and m is None:
+        out = _outside_vqa_rad(image, q, out)
     out["question"] = q
     if image_path is not None:
         out["image"] = str(image_path)
@@ -141,11 +143,34 @@ def _is_chest_xray(model, d: dict, m: int | None) -> bool:
 
 
 _OUR_MODALITIES = {"CT", "MRI", "X-ray"}
+OUTSIDE_CONFIDENCE = 0.8  # the classifier's confidence needed to call a picture another modality / a body region
+OUTSIDE_CAP = 0.5  # the most confidence the VQA-RAD-trained routes claim on such a picture
+# an organ / body-region question, whatever the question-type model (trained on VQA-RAD) took it for
+_ORGAN_WORDS = re.compile(r"\b(organs?|body (part|region)|part of the body|anatomical (region|area)|"
+                          r"region of the body)\b")
+_IS_THIS = re.compile(r"^(is|was|does) (this|it|the (image|picture|scan|study)) (an? |the )?(image |picture |scan )?"
+                      r"(of |show |shows |depict )?")
 
 
-def _other_modality(image: MedImage, question: str, out: dict) -> dict:
-    """VQA-RAD only has CT, MRI and radiographs: for a picture the classifier (medground.classify, when
-    installed) calls another modality with confidence, answer modality questions from it."""
+def _from_classifier(question: str, out: dict, probs: dict, name: str, conf: float, route: str) -> dict:
+    """Answer a modality / organ question from one of the classifier's outputs (``probs``: label -> probability;
+    ``name``, ``conf``: its best label): closed questions naming exactly one label get yes / no; open ones the label."""
+    if out.get("closed") and not _options(question):
+        probs = {str(k).lower(): float(v) for k, v in probs.items()}
+        named = [k for k in probs if re.search(rf"\b{re.escape(k)}\b", question.lower())]
+        if len(named) != 1:
+            return out
+        p = probs[named[0]]
+        return {**out, "answer": "yes" if p >= 0.5 else "no", "confidence": round(max(p, 1 - p), 3), "route": route}
+    return {**out, "answer": str(name).lower(), "confidence": round(conf, 3), "route": route}
+
+
+def _outside_vqa_rad(image: MedImage, question: str, out: dict) -> dict:
+    """VQA-RAD only has CT, MRI and radiographs of the head, chest and abdomen. For a picture the classifier
+    (medground.classify, when installed) calls another modality with confidence: modality questions are answered
+    from its modality, organ questions from its body region (when it is as sure of that), and every other answer of
+    the routes that learned from VQA-RAD says so in ``warning``, its confidence capped at ``OUTSIDE_CAP`` (a breast
+    ultrasound was "brain", and had a mass at 0.59, from a model that never saw one)."""
     try:
         from medground.classify import classify
     except ImportError:
@@ -155,18 +180,26 @@ def _other_modality(image: MedImage, question: str, out: dict) -> dict:
     except Exception:  # the classifier is optional here; the VQA heads answered already
         return out
     mod, conf = c.get("modality"), float(c.get("modality_confidence", 0.0))
-    if mod in _OUR_MODALITIES or conf < 0.8:
+    if mod in _OUR_MODALITIES or conf < OUTSIDE_CONFIDENCE:
         return out
-    name = str(mod).lower()
-    if out.get("closed") and not _options(question):
-        probs = {str(k).lower(): float(v) for k, v in c.get("probabilities", {}).get("modality", {}).items()}
-        named = [k for k in probs if k in question.lower()]
-        if len(named) != 1:
-            return out
-        p = probs[named[0]]
-        return {**out, "answer": "yes" if p >= 0.5 else "no", "confidence": round(max(p, 1 - p), 3),
-                "route": "classifier:modality"}
-    return {**out, "answer": name, "confidence": round(conf, 3), "route": "classifier:modality"}
+    probs = c.get("probabilities", {})
+    if out["question_type"] == "modality":
+        return _from_classifier(question, out, probs.get("modality", {}), mod, conf, "classifier:modality")
+    region, rconf = c.get("body_region"), float(c.get("body_region_confidence", 0.0))
+    ql = question.lower()
+    labels = [str(k).lower() for k in probs.get("body_region", {})]
+    organ_q = (out["question_type"] == "organ" or _ORGAN_WORDS.search(ql) is not None
+               or (_IS_THIS.match(ql) is not None and any(re.search(rf"\b{re.escape(k)}\b", ql) for k in labels)))
+    if organ_q and region and rconf >= OUTSIDE_CONFIDENCE:
+        done = _from_classifier(question, out, probs.get("body_region", {}), region, rconf, "classifier:body_region")
+        if done is not out:
+            return done
+    if str(out.get("route", "")).startswith(("segmenter", "classifier")):
+        return out
+    return {**out, "confidence": round(min(float(out.get("confidence", 0.0)), OUTSIDE_CAP), 3),
+            "warning": (f"the image was classified as {str(mod).lower()} (probability {conf:.2f}); the "
+                        "question-answering model learned from CT, MR and radiographs only (VQA-RAD): a guess, "
+                        f"confidence capped at {OUTSIDE_CAP}")}
 
 
 def _options(q: str) -> list[str]:
