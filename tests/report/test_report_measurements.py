@@ -107,6 +107,21 @@ def test_side_from_world_coordinates_and_flags(tmp_path):
     assert sr2["warnings"] and "patient's left" in sr2["warnings"][0]
 
 
+def test_a_volume_without_orientation_gets_voxel_counts_and_no_sides(tmp_path):
+    shape = (60, 40, 56)
+    hu = np.full(shape, -1000.0, np.float32)
+    hu[5:55, 5:35, :] = 30.0
+    img = medground.load(_nifti(tmp_path, hu, np.eye(4)))  # an array saved without its geometry (ACDC's files)
+    right = ellipsoid(shape, (44, 20, 28), (14, 12, 40), (1.0, 1.0, 1.0))
+    rep = report_from_masks(img, {"right kidney": right}, tmp_path / "o")
+    s = next(x for x in rep["structures"] if x["term_id"] == "kidney_right")
+    assert not s.get("side") and not s["warnings"]  # no "on the patient's left" from an arbitrary frame
+    m = next(m for m in rep["measurements"] if m["id"] in s["measurement_ids"] and m["name"] == "volume")
+    assert m["unit"] == "voxels" and m["value"] == int(right.sum())
+    assert "orientation" in rep["input"]["geometry_note"]
+    assert "voxel size and orientation unknown" in (tmp_path / "o" / "report.md").read_text()
+
+
 def test_absent_and_unassessed_structures_are_said_plainly(tmp_path):
     shape = (32, 32, 10)
     img = medground.load(_nifti(tmp_path, np.random.default_rng(0).normal(0, 50, shape).astype(np.float32),

@@ -79,3 +79,41 @@ def test_classifier_answers_when_the_header_does_not(monkeypatch):
     pic = MedImage(np.random.default_rng(0).random((32, 32, 1)).astype(np.float32), ndim=2,
                    has_geometry=False, source_format="png")
     assert detect_context(pic)["panel"] == "xr_chest"  # an unsure classifier is not used
+
+
+def _classifier(monkeypatch, modality, mconf, regions: dict):
+    import sys
+    import types
+
+    best = max(regions, key=regions.get)
+    fake = types.ModuleType("medground.classify")
+    fake.classify = lambda image, labels=None: {"modality": modality, "modality_confidence": mconf,
+                                                "body_region": best, "body_region_confidence": regions[best],
+                                                "probabilities": {"body_region": regions}}
+    monkeypatch.setitem(sys.modules, "medground.classify", fake)
+
+
+def test_an_unsure_head_falls_to_the_next_region_with_a_panel(monkeypatch):
+    vol = MedImage(np.random.default_rng(0).random((16, 16, 6)).astype(np.float32), np.eye(4), 3, "OT")
+    _classifier(monkeypatch, "MRI", 0.9, {"head": 0.65, "heart": 0.29, "abdomen": 0.04})  # a cardiac cine MR
+    ctx = detect_context(vol)
+    assert ctx["panel"] == "mr_heart" and "medground.classify body region heart" in ctx["evidence"]
+    _classifier(monkeypatch, "MRI", 0.9, {"head": 0.74, "abdomen": 0.14, "heart": 0.08})  # an abdominal T1 MR
+    assert detect_context(vol)["panel"] == "mr_abdomen"
+    _classifier(monkeypatch, "MRI", 0.9, {"head": 0.83, "abdomen": 0.1, "heart": 0.07})  # a brain atlas MR
+    assert detect_context(vol)["panel"] == "mr_head"
+
+
+def test_kinds_of_image_and_regions_without_a_panel_ask_for_one(monkeypatch):
+    pic = MedImage(np.random.default_rng(0).random((32, 32, 1)).astype(np.float32), ndim=2,
+                   has_geometry=False, source_format="jpg")
+    _classifier(monkeypatch, "ultrasound", 0.88, {"breast": 0.81, "abdomen": 0.09})
+    ctx = detect_context(pic)
+    assert (ctx["modality"], ctx["region"], ctx["panel"]) == ("US", "breast", None)
+    with pytest.raises(MedGroundInputError, match="no default report panel for US breast"):
+        choose_panel(pic)
+    assert [i.term_id for i in choose_panel(pic, "heart")[0].items] == ["heart"]  # --panel still works
+    _classifier(monkeypatch, "mammography", 0.97, {"breast": 0.98})
+    assert detect_context(pic)["panel"] is None  # not the chest radiograph panel
+    _classifier(monkeypatch, "ultrasound", 0.7, {"breast": 0.81})  # unsure of the kind: as before
+    assert detect_context(pic)["modality"] == "XR"

@@ -55,7 +55,11 @@ class Assessor:
         self.measurements: list[dict[str, Any]] = []
         self.masks: dict[str, np.ndarray] = {}  # structure id -> mask
         self.midline = body_midline_x(image)
-        self.geometry = bool(image.has_geometry)
+        # a volume whose header carries no orientation (an identity affine: an array saved without its geometry,
+        # as the ACDC files are) has no known voxel size or sides either: voxel counts, no side
+        from medground.segment.text import orientation_unknown
+
+        self.geometry = bool(image.has_geometry) and not (image.ndim == 3 and orientation_unknown(image))
         self.len_unit = "mm" if self.geometry else "px"
 
     # ----------------------------------------------------------------- records
@@ -90,7 +94,7 @@ class Assessor:
     # ----------------------------------------------------------------- measurements
     def _side(self, mask: np.ndarray) -> dict[str, Any] | None:
         img = self.image
-        if img.ndim == 3 and self.midline is not None:
+        if img.ndim == 3 and self.midline is not None and self.geometry:
             c = measure.centroid(mask, img)["world_mm"]
             dx = c[0] - self.midline
             side = "right" if dx > 10 else "left" if dx < -10 else "midline"

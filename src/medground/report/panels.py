@@ -20,6 +20,17 @@ import numpy as np
 from medground.io.image import MedGroundInputError, MedImage
 
 MIN_CLASSIFIER_CONFIDENCE = 0.5  # below this the classifier's answer is not used
+# kinds of image and body regions no default panel covers: a picture the classifier takes for one of them with at
+# least this confidence gets no default panel (the report asks for --panel) rather than the fallback heuristics' chest
+# radiograph panel (a breast ultrasound was reported as a chest radiograph whose lungs were "not assessed")
+OTHER_CONFIDENCE = 0.8
+# the head panel (brain MR, atlas registration) needs the classifier this sure of a head: brain MR volumes 0.83-0.98
+# (the atlases, mr-tumour); cardiac cine MR (ACDC) up to 0.65 and TotalSegmentator's abdominal MR 0.74 were taken for
+# heads before
+HEAD_CONFIDENCE = 0.8
+OTHER_MODALITIES = {"ultrasound": "US", "mammography": "MG", "endoscopy": "ES", "dermoscopy": "XC", "fundus": "OP",
+                    "pathology": "SM", "nuclear medicine": "NM", "pet": "PT"}
+OTHER_REGIONS = ("breast", "eye", "skin", "colon", "extremity", "tissue")
 RADIOGRAPH_MODALITIES = {"CR", "DX", "DR", "RG", "XR", "RF", "DF"}
 _BODY_PARTS = {
     "chest": ("CHEST", "THORAX", "LUNG", "BREAST"),
@@ -74,6 +85,8 @@ def _modality_group(code: str | None) -> str | None:
         return "XR"
     if c in ("CT", "MR"):
         return c
+    if c in OTHER_MODALITIES.values():  # no panel: the report then asks for --panel instead of guessing one
+        return c
     return None
 
 
@@ -109,21 +122,39 @@ def _from_classifier(image: MedImage) -> dict[str, Any] | None:
         group = "MR"
     elif any(k in mod for k in ("x-ray", "xray", "radiograph", "xr", "cr", "dx")):
         group = "XR"
+    elif mod in OTHER_MODALITIES and float(res.get("modality_confidence") or 0) >= OTHER_CONFIDENCE:
+        group = OTHER_MODALITIES[mod]
     region = None
     br = str(res.get("body_region", "")).lower()
-    for r, keys in (("chest", ("chest", "thorax", "lung")), ("abdomen", ("abdomen", "pelvis", "liver")),
-                    ("head", ("head", "brain", "skull")), ("heart", ("heart", "cardiac"))):
-        if any(k in br for k in keys):
-            region = r
-            break
+    rconf = float(res.get("body_region_confidence") or 0)
+    probs = {str(k).lower(): float(v) for k, v in (res.get("probabilities", {}).get("body_region") or {}).items()}
+    if _panel_region(br) == "head" and rconf < HEAD_CONFIDENCE and probs:
+        # not sure enough of a head: the best of the other regions that have panels (a cardiac cine MR was
+        # reported as a brain MR with every structure "not found")
+        others = {k: v for k, v in probs.items() if _panel_region(k) not in (None, "head")}
+        if others:
+            br = max(others, key=others.get)
+            rconf = others[br]
+    region = _panel_region(br)
+    if region is None and br in OTHER_REGIONS and rconf >= OTHER_CONFIDENCE:
+        region = br
     if float(res.get("modality_confidence") or 0) < MIN_CLASSIFIER_CONFIDENCE:
         group = None
-    if float(res.get("body_region_confidence") or 0) < MIN_CLASSIFIER_CONFIDENCE:
-        region = None
+    if rconf < MIN_CLASSIFIER_CONFIDENCE and br == str(res.get("body_region", "")).lower():
+        region = None  # the classifier's own choice, not sure enough (a region chosen over "head" is kept)
     return {"modality": group, "region": region,
             "modality_confidence": res.get("modality_confidence"),
-            "region_confidence": res.get("body_region_confidence"),
-            "raw": {"modality": res.get("modality"), "body_region": res.get("body_region")}}
+            "region_confidence": round(rconf, 4),
+            "raw": {"modality": res.get("modality"), "body_region": br}}
+
+
+def _panel_region(name: str) -> str | None:
+    """The panel region (chest, abdomen, head, heart) a classifier body region belongs to, or None."""
+    for r, keys in (("chest", ("chest", "thorax", "lung")), ("abdomen", ("abdomen", "pelvis", "liver")),
+                    ("head", ("head", "brain", "skull")), ("heart", ("heart", "cardiac"))):
+        if any(k in name for k in keys):
+            return r
+    return None
 
 
 def _ct_region_heuristic(image: MedImage) -> str:
@@ -273,7 +304,8 @@ def choose_panel(image: MedImage, panel: list[str] | str | None = None) -> tuple
         return user_panel(panel, ctx), ctx
     if ctx["panel"] is None:
         raise MedGroundInputError(
-            f"no default report panel for {ctx['modality']} {ctx['region']}; give --panel with structures "
+            f"no default report panel for {ctx['modality']} {ctx['region']} ({'; '.join(ctx['evidence'])}); give "
+            f"--panel with structures "
             f"(e.g. --panel liver,spleen) or a panel name ({', '.join(panel_keys())}).")
     return load_panel(ctx["panel"]), ctx
 

@@ -39,8 +39,10 @@ def _context_line(report: dict[str, Any]) -> str:
     shape = "x".join(str(v) for v in inp["shape"])
     sp = ", ".join(f"{v:g}" for v in inp["spacing_mm"][: inp["ndim"]])
     ev = "; ".join(c.get("evidence", [])) or "given"
+    vox = ("voxel size and orientation unknown (no orientation in the header): sizes in voxels, no sides"
+           if inp.get("geometry_note") else f"voxel {sp} {'mm' if inp['has_geometry'] else 'px'}")
     return (f"{c.get('modality')} {c.get('region')} ({ev}); image {shape} ({inp['format']}), "
-            f"voxel {sp} {'mm' if inp['has_geometry'] else 'px'}; panel {c.get('panel')} ({c.get('panel_source')}).")
+            f"{vox}; panel {c.get('panel')} ({c.get('panel_source')}).")
 
 
 def _value(m: dict[str, Any]) -> str:
