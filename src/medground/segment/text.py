@@ -982,7 +982,7 @@ def _assemble(image: MedImage, prompts: list[str], resolved: list, per_term: dic
     shape = image.data.shape[:3]
     trained = getattr(heads["organs"], "term_ids", None)
     trained = None if trained is None else set(trained)
-    from medground.segment.vocab import WEAK_SLICES, training_slices
+    from medground.segment.vocab import WEAK_SLICES, training_slices, weak_finding
 
     slices_seen = (training_slices("grounding", FAMILY_MODALITIES.get(family)) if heads["organs"] is not None
                    and trained is not None else {})  # in this kind of image (all kinds when it is not known)
@@ -1021,6 +1021,11 @@ def _assemble(image: MedImage, prompts: list[str], resolved: list, per_term: dic
                 entry["trained"] = False  # the head never saw this term: its answer is zero-shot
             if pt["head"] == "organs" and 0 < slices_seen.get(t.id, WEAK_SLICES) < WEAK_SLICES:
                 entry["training_slices"] = slices_seen[t.id]
+            if pt["head"] == "findings":  # few slices showing it, a poor held-out score: absent or present, weak
+                wf = weak_finding(t.id, FAMILY_MODALITIES.get(family))
+                if wf:
+                    entry["training_slices"] = wf["training_slices"]
+                    entry["heldout_dice"] = wf["heldout_dice"]
             if t.id in standing:  # drawn for an untrained part of it
                 entry["stands_in_for"] = {"id": standing[t.id].id, "name": standing[t.id].name}
             terms.append(entry)
@@ -1030,11 +1035,15 @@ def _assemble(image: MedImage, prompts: list[str], resolved: list, per_term: dic
             r.info["warning"] = "; ".join(f"no model was trained on {o.name}: the mask is of {names[pid]}, the trained "
                                           "structure that contains it" for pid, o in standing.items())
         weak = [e for e in terms if e.get("training_slices") is not None]
-        if present and weak and len(weak) == len(terms):  # learned from a handful of slices: flagged, capped
+        findings_weak = bool(weak) and all("heldout_dice" in e for e in weak)  # its "absent" is no better either
+        if (present or findings_weak) and weak and len(weak) == len(terms):  # learned from a handful of slices
             r.confidence = min(r.confidence, 0.5)
             r.info["training_slices"] = max(e["training_slices"] for e in weak)
             r.info["warning"] = (f"learned from at most {r.info['training_slices']} training slices"
-                                 ": a weak answer, confidence capped at 0.5")
+                                 + (" showing it (held-out Dice " + ", ".join(
+                                     f"{e['heldout_dice']:.2f}" for e in weak if e["heldout_dice"] is not None) + ")"
+                                    if findings_weak else "")
+                                 + ": a weak answer, confidence capped at 0.5")
         if all(e.get("trained") is False for e in terms):  # a zero-shot guess is no better than even odds
             r.confidence = min(r.confidence, 0.5)
             r.info["warning"] = "no model was trained on this structure: a zero-shot guess, confidence capped at 0.5"

@@ -111,3 +111,49 @@ def training_slices(name: str = "grounding", modalities=None) -> dict[str, int]:
     (registry codes, e.g. the kind of image asked about)."""
     return {t: sum(n for m, n in by.items() if modalities is None or m in modalities)
             for t, by in training_slices_by_modality(name).items()}
+
+
+WEAK_FINDING_DICE = 0.5  # ... and a findings-head term whose held-out Dice (its model card) stays below this
+
+
+@lru_cache(maxsize=None)
+def _findings_card() -> dict:
+    try:
+        return json.loads((_WEIGHTS / "grounding_findings.card.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def weak_finding(term_id: str, modalities=None) -> dict | None:
+    """For a findings-head term asked of an image of ``modalities`` (registry codes; None: any): the evidence that its
+    answer is weak, or None. Weak = fewer than ``WEAK_SLICES`` training slices showing it (or a descendant, as the head
+    was trained) in such images, and a held-out text Dice below ``WEAK_FINDING_DICE`` on every dataset that taught it
+    there (the model card's ``slices_by_lesion_presence`` and ``heldout_scores``): the CT lesions (21 slices, Dice 0.09)
+    and the brain tumour (10 slices of one patient, Dice 0.00; "brain tumour" came back absent at 0.95 on a held-out
+    brain with a tumour), not the polyps (170 pictures) or the skin lesions (Dice 0.90)."""
+    from medground.data.registry import get_dataset
+    from medground.ontology import Ontology
+
+    card = _findings_card()
+    onto = Ontology.default()
+    try:
+        family = {term_id} | {d.id for d in onto.descendants(term_id)}
+    except KeyError:
+        return None
+    positives, dice, seen = 0, [], False
+    for ds in card.get("datasets", {}):
+        try:
+            info = get_dataset(ds)
+        except Exception:
+            continue
+        if not family & set(info.term_ids) or (modalities is not None and not set(info.modality) & set(modalities)):
+            continue
+        seen = True
+        positives += int(card.get("slices_by_lesion_presence", {}).get(ds, {}).get("train_with_lesion", 0))
+        d = (card.get("heldout_scores", {}).get(ds) or {}).get("text_dice")
+        if d is not None:
+            dice.append(float(d))
+    if not seen or positives >= WEAK_SLICES or (dice and max(dice) >= WEAK_FINDING_DICE):
+        return None
+    return {"training_slices": positives, "heldout_dice": max(dice) if dice else None}
+
