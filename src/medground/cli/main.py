@@ -56,12 +56,11 @@ def main(argv: list[str] | None = None) -> int:
         code = getattr(exc, "exit_code", getattr(exc, "code", 0)) or 0
         return _exit(int(code))
     except Exception as exc:  # click usage errors and everything else
-        import click
-
-        if isinstance(exc, click.exceptions.UsageError):
+        usage, abort = _click_exceptions()
+        if isinstance(exc, usage):
             exc.show()
             return _exit(2)
-        if isinstance(exc, click.exceptions.Abort):
+        if isinstance(exc, abort):
             typer.echo("medground: aborted", err=True)
             return _exit(1)
         if os.environ.get("MEDGROUND_DEBUG"):
@@ -69,6 +68,22 @@ def main(argv: list[str] | None = None) -> int:
         typer.echo(f"medground: internal error: {type(exc).__name__}: {exc}", err=True)
         return _exit(1)
     return _exit(rv if isinstance(rv, int) else 0)
+
+
+def _click_exceptions() -> tuple[tuple, tuple]:
+    """click's UsageError and Abort classes: typer >= 0.22 raises those of its own vendored copy (typer._click),
+    older ones click's."""
+    import importlib
+
+    usage, abort = [], []
+    for mod in ("click.exceptions", "typer._click.exceptions"):
+        try:
+            m = importlib.import_module(mod)
+        except ImportError:
+            continue
+        usage += [c for c in (getattr(m, "UsageError", None),) if c is not None]
+        abort += [c for c in (getattr(m, "Abort", None),) if c is not None]  # typer's copy has none
+    return tuple(usage), tuple(abort)
 
 
 def _exit(code: int) -> int:
