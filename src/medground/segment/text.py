@@ -136,6 +136,11 @@ class TextConfig:
     # whole-lung mask bridged below the heart: 2 of 418 covid-cxr frontal views, left / right 0.74 and 0.91, while 4
     # of the 35 lateral views reach 0.7)
     lateral_pair_ratio: float = 0.7
+    # volumes: a cardiac chamber (left / right ventricle, myocardium; learned from cardiac cine MR) drawn on a slice
+    # where at least half of it lies inside a kidney drawn by the same head is that kidney, and is removed from the
+    # slice ("right ventricle" on an abdominal MR was the right kidney, 222 mL at 0.85); the kidneys are segmented for
+    # this when not asked for. False: off
+    chamber_kidney_check: bool = True
     # a finding neither head was trained on (a kidney cyst, a pleural effusion): "not assessed" (present false,
     # confidence 0.5, said in findings.json) or "zero-shot" (the organ head's untrained guess, flagged)
     untrained_findings: str = "not assessed"
@@ -235,6 +240,8 @@ def use_containing(resolved: list, organs, findings, onto) -> tuple[list, list[d
 
 # wall term -> the cavity it encloses (both must be organ-head terms)
 CAVITIES = {"myocardium": "left_ventricle"}
+CHAMBERS = ("left_ventricle", "right_ventricle", "myocardium")  # cardiac chambers (TextConfig.chamber_kidney_check)
+KIDNEYS = ("kidney_left", "kidney_right")
 # the dihedral transforms that mirror (swap the patient's left and right): orientation.NAMES indices
 MIRRORS = frozenset(i for i, n in enumerate(NAMES) if n in ("flip_lr", "flip_ud", "transpose", "anti_transpose"))
 # learned from frontal chest radiographs only (JSRT): not assessed on a lateral view (TextConfig.lateral_check)
@@ -1037,6 +1044,30 @@ def _check_lateral(per_term: dict, terms: list[str], image: MedImage, cfg: TextC
                          "image_family": fam, "view": "lateral"}
 
 
+def _chambers_off_kidneys(per_term: dict, chambers: list[str]) -> None:
+    """``TextConfig.chamber_kidney_check``: each chamber's slices that lie mostly inside a kidney are removed."""
+    kid = np.zeros_like(per_term[KIDNEYS[0]]["mask"], dtype=bool)
+    for k in KIDNEYS:
+        kid |= per_term[k]["mask"].astype(bool)
+    if not kid.any():
+        return
+    for t in chambers:
+        pt = per_term[t]
+        vol = pt["mask"].astype(bool)
+        area = vol.sum(axis=(0, 1))
+        inside = (vol & kid).sum(axis=(0, 1))
+        off = np.where((area > 0) & (inside >= 0.5 * area))[0]
+        if not len(off):
+            continue
+        vol = vol.copy()
+        vol[:, :, off] = False
+        pt["mask"], pt["present"] = vol, bool(vol.any())
+        pt["slices"] = [z for z in pt.get("slices", []) if z not in set(off.tolist())]
+        pt["on_kidneys"] = [int(z) for z in off]
+        if not vol.any():
+            pt["kidney_instead"] = True
+
+
 def _carve(per_term: dict, carve: dict) -> None:
     """Walls around cavities (``TextConfig.carve_cavities``): on every slice with the wall, the wall's mask with
     its holes and the cavity filled, minus the cavity."""
@@ -1089,6 +1120,11 @@ def _assemble(image: MedImage, prompts: list[str], resolved: list, per_term: dic
             if pt.get("too_short"):  # drawn, then judged too short to be this structure
                 entry["absent_because"] = (f"drawn over {pt['too_short']['drawn_mm']} mm only; the shortest whole "
                                            f"one in the training references spans {pt['too_short']['shortest_seen_mm']} mm")
+            if pt.get("kidney_instead"):  # everything drawn lay on the kidneys
+                entry["absent_because"] = (f"what the model drew for {t.name} lay inside the kidneys it drew on "
+                                           f"{len(pt['on_kidneys'])} slice(s): a kidney, not {t.name}")
+            elif pt.get("on_kidneys"):
+                entry["removed_slices_on_kidneys"] = len(pt["on_kidneys"])
             if pt.get("outside"):  # a thoracic / abdominal / pelvic structure asked of a head image
                 o = pt["outside"]
                 entry["absent_because"] = o.get("because") or (
@@ -1161,6 +1197,11 @@ def segment_text(image: MedImage, prompts: list[str], device: str = "cpu", progr
              and c in set(getattr(g, "term_ids", []))}
     for c in carve.values():
         route.setdefault(c, "organs")  # segmented for the carving only when not asked for
+    chambers = [t for t in CHAMBERS if route.get(t) == "organs"]
+    if not (cfg.chamber_kidney_check and image.ndim == 3 and set(KIDNEYS) <= set(getattr(g, "term_ids", []))):
+        chambers = []
+    for t in KIDNEYS if chambers else ():
+        route.setdefault(t, "organs")  # for the chamber check only when not asked for
     lateral_probe = [t for t in FRONTAL_ONLY if route.get(t) == "organs"]
     if not (cfg.lateral_check and image.ndim == 2 and "lung" in set(getattr(g, "term_ids", []))):
         lateral_probe = []
@@ -1313,6 +1354,8 @@ def segment_text(image: MedImage, prompts: list[str], device: str = "cpu", progr
                          "presence": float(pz.max()) if Z > 1 else float(pz[0]),
                          "slices": [z for z in zs if vol[:, :, z].any()], "iou": float(np.mean(ious)) if ious else 0.0,
                          "present": present, "head": pl["hname"]}
+    if chambers:
+        _chambers_off_kidneys(per_term, chambers)
     _carve(per_term, carve)
     if lateral_probe:
         _check_lateral(per_term, lateral_probe, image, cfg, memo, extra)
