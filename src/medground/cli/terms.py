@@ -72,19 +72,20 @@ def terms(
         return "/".join(sorted({_method(i) for i in parts})) if parts and parts != [tid] else m
 
     from medground.segment.air import LUNG_TERMS
-    from medground.segment.vocab import taught_modalities
-
-    taught = taught_modalities("grounding")
+    from medground.segment.vocab import learned_modalities
 
     def learned_from(tid: str) -> list[str]:
-        """The modalities the organ head learned the term from (it is not drawn on the other family of images:
-        radiographs vs CT / MR), plus the CT air rule for the lungs."""
-        out = sorted(taught.get(tid, ()))
+        """The modalities the head that segments the term learned it from (it is not drawn on other kinds of image:
+        radiographs vs CT / MR, ultrasound...), plus the CT air rule for the lungs."""
+        m = method_of(tid)
+        if m not in ("head", "findings"):
+            return []
+        out = sorted(learned_modalities(tid, "grounding" if m == "head" else "grounding_findings"))
         return out + (["CT (air rule, Hounsfield units)"] if tid in LUNG_TERMS else [])
 
     def by_cell(tid: str) -> str:
         m, lf = method_of(tid), learned_from(tid)
-        return f"{m} ({', '.join(lf)})" if m == "head" and lf else m
+        return f"{m} ({', '.join(lf)})" if m in ("head", "findings") and lf else m
 
     if as_json:
         out = []

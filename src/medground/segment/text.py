@@ -858,18 +858,14 @@ def _untaught_family(plans: dict, image: MedImage, cfg: TextConfig, onto, memo: 
     ultrasound with a malignant mass came back absent at
     confidence 1.00), and untrained anatomy terms (the organ head's zero-shot guess) on a kind of image the organ head
     learned no structure from at all ("retinal vessels" on a fundus photograph came back absent)."""
-    from medground.segment.vocab import taught_modalities
+    from medground.segment.vocab import learned_modalities, taught_modalities
 
-    taught = {"organs": taught_modalities("grounding"), "findings": taught_modalities("grounding_findings")}
+    card = {"organs": "grounding", "findings": "grounding_findings"}
+    taught = {h: taught_modalities(c) for h, c in card.items()}
     anything = {h: frozenset().union(*t.values()) for h, t in taught.items()}  # what each head learned anything from
 
     def learned_from(t: str, h: str):
-        if h == "organs":
-            return taught[h].get(t)
-        # the findings head learned each mask as its term and the term's finding ancestors (its model card's
-        # "labelling"): the generic "lesion" from every dataset's lesions, "tumor" from the brain tumours
-        kinds = frozenset().union(*(taught[h].get(d, frozenset()) for d in [t] + [x.id for x in onto.descendants(t)]))
-        return kinds or anything[h]
+        return learned_modalities(t, card[h])
 
     ask = [t for t, pl in plans.items() if pl["hname"] == "findings" or (  # untrained findings: _untrained_findings
         pl["hname"] == "organs" and (taught["organs"].get(t) or onto.get(t).kind != "finding"))]

@@ -77,6 +77,24 @@ def taught_modalities(name: str = "grounding") -> dict[str, frozenset[str]]:
     return {t: frozenset(by) for t, by in training_slices_by_modality(name).items()}
 
 
+def learned_modalities(term_id: str, head: str = "grounding") -> frozenset[str]:
+    """The modalities (registry codes) a packaged head learned ``term_id`` from. The organ head (``grounding``): its
+    datasets' (empty for an untrained term). The findings head (``grounding_findings``) learned each mask as its term
+    and the term's finding ancestors (its card's "labelling"), so a term counts its descendants' datasets ("lesion":
+    all of them; "tumor": the brain tumours'); a findings term no dataset names: everything the head learned."""
+    taught = taught_modalities(head)
+    if head != "grounding_findings":
+        return taught.get(term_id, frozenset())
+    from medground.ontology import Ontology
+
+    try:
+        family = [term_id] + [d.id for d in Ontology.default().descendants(term_id)]
+    except KeyError:
+        family = [term_id]
+    kinds = frozenset().union(*(taught.get(d, frozenset()) for d in family))
+    return kinds or frozenset().union(*taught.values())
+
+
 WEAK_SLICES = 100  # a term taught by fewer training slices than this (in the kind of image asked about) is flagged
 
 
