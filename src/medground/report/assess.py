@@ -57,7 +57,7 @@ class Assessor:
         self.midline = body_midline_x(image)
         # a volume whose header carries no orientation (an identity affine: an array saved without its geometry,
         # as the ACDC files are) has no known voxel size or sides either: voxel counts, no side
-        from medground.segment.text import orientation_unknown
+        from medground.io.image import orientation_unknown
 
         self.geometry = bool(image.has_geometry) and not (image.ndim == 3 and orientation_unknown(image))
         self.len_unit = "mm" if self.geometry else "px"

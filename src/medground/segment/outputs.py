@@ -63,7 +63,7 @@ def input_summary(image: MedImage, path: str | None = None) -> dict[str, Any]:
         "spacing_mm": [round(float(v), 6) for v in image.spacing],
         "affine_ras": np.round(image.affine, 6).tolist(),
     }
-    from medground.segment.text import orientation_unknown
+    from medground.io.image import orientation_unknown
 
     if image.ndim == 3 and orientation_unknown(image):
         s["geometry_note"] = ("the header carries no orientation (an identity affine, or no qform / sform): voxel "

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from medground.io.image import MedImage
+from medground.io.image import MedImage, orientation_unknown
 from medground.models.orientation import INVERSE, NAMES, dihedral
 from medground.segment.air import LUNG_TERMS, lung_masks, looks_like_hu
 from medground.segment.atlas import is_atlas_term, segment_atlas
@@ -282,15 +282,6 @@ class Canonical:
 
 
 # --------------------------------------------------------------------------- orientation
-def orientation_unknown(image: MedImage) -> bool:
-    """True for a volume whose header carries no orientation: a NIfTI with neither qform nor sform, or an
-    affine that is exactly the identity (what tools write for an array saved without geometry). Reorienting
-    such a volume "by its header" would apply an arbitrary flip, so it is treated like a picture."""
-    if image.meta.get("qform_code") == 0 and image.meta.get("sform_code") == 0:
-        return True
-    return bool(np.array_equal(np.asarray(image.affine, dtype=float), np.eye(4)))
-
-
 def _in_plane(a: np.ndarray, k: int) -> np.ndarray:
     """Dihedral transform ``k`` of every slice of an (X, Y, Z[, C]) array, in display terms (rows = Y)."""
     return np.ascontiguousarray(np.swapaxes(dihedral(np.swapaxes(a, 0, 1), k), 0, 1))
@@ -855,17 +846,14 @@ def _untaught_family(plans: dict, image: MedImage, cfg: TextConfig, onto, memo: 
     but never on this kind of image (the organ head: radiographs vs CT / MR, no organ on ultrasound, endoscopy,
     photographs...; the findings head: CT lesions, MR tumours, endoscopy polyps, skin lesions, nothing on
     ultrasound or radiographs, a term counting what it learned as its descendants: "breast lesion" on a breast
-    ultrasound with a malignant mass came back absent at
-    confidence 1.00), and untrained anatomy terms (the organ head's zero-shot guess) on a kind of image the organ head
-    learned no structure from at all ("retinal vessels" on a fundus photograph came back absent)."""
+    ultrasound with a malignant mass came back absent at confidence 1.00), and untrained anatomy terms (the organ
+    head's zero-shot guess) on a kind of image the organ head learned no structure from at all ("retinal vessels" on a
+    fundus photograph came back absent)."""
     from medground.segment.vocab import learned_modalities, taught_modalities
 
     card = {"organs": "grounding", "findings": "grounding_findings"}
     taught = {h: taught_modalities(c) for h, c in card.items()}
     anything = {h: frozenset().union(*t.values()) for h, t in taught.items()}  # what each head learned anything from
-
-    def learned_from(t: str, h: str):
-        return learned_modalities(t, card[h])
 
     ask = [t for t, pl in plans.items() if pl["hname"] == "findings" or (  # untrained findings: _untrained_findings
         pl["hname"] == "organs" and (taught["organs"].get(t) or onto.get(t).kind != "finding"))]
@@ -879,7 +867,7 @@ def _untaught_family(plans: dict, image: MedImage, cfg: TextConfig, onto, memo: 
     for t in ask:
         h = plans[t]["hname"]
         said = f"the image was classified as {FAMILY_WORDS[fam]} (probability {p:.2f}); "
-        learned = learned_from(t, h)
+        learned = learned_modalities(t, card[h])
         if learned and not learned & seen:
             because = (f"the {'findings' if h == 'findings' else 'organ'} model learned {onto.get(t).name} from "
                        f"{_kinds(learned)} images only, so it is not drawn here")
@@ -1058,8 +1046,8 @@ def _chambers_off_kidneys(per_term: dict, chambers: list[str]) -> None:
         vol = vol.copy()
         vol[:, :, off] = False
         pt["mask"], pt["present"] = vol, bool(vol.any())
-        pt["slices"] = [z for z in pt.get("slices", []) if z not in set(off.tolist())]
         pt["on_kidneys"] = [int(z) for z in off]
+        pt["slices"] = [z for z in pt.get("slices", []) if z not in pt["on_kidneys"]]
         if not vol.any():
             pt["kidney_instead"] = True
 

@@ -18,14 +18,31 @@ _WEIGHTS = Path(__file__).resolve().parents[1] / "models" / "weights"
 
 
 @lru_cache(maxsize=None)
+def _card(name: str) -> dict | None:
+    """A packaged head's model card (``grounding``, ``grounding_findings``); None when it cannot be read."""
+    try:
+        return json.loads((_WEIGHTS / f"{name}.card.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+@lru_cache(maxsize=None)
 def trained_terms(name: str = "grounding") -> frozenset[str] | None:
     """Term ids a packaged head (``grounding``, ``grounding_findings``) was trained on, from its model card;
     None when the card cannot be read."""
-    p = _WEIGHTS / f"{name}.card.json"
+    card = _card(name)
+    return None if card is None else frozenset(card.get("terms", []))
+
+
+def _with_descendants(term_id: str) -> list[str]:
+    """``term_id`` and its ontology descendants: what the findings head learned a term from (each mask was taught as
+    its term and the term's finding ancestors, the card's "labelling")."""
+    from medground.ontology import Ontology
+
     try:
-        return frozenset(json.loads(p.read_text()).get("terms", []))
-    except (OSError, ValueError):
-        return None
+        return [term_id] + [d.id for d in Ontology.default().descendants(term_id)]
+    except KeyError:
+        return [term_id]
 
 
 def _card_terms(name: str) -> frozenset[str]:
@@ -85,13 +102,7 @@ def learned_modalities(term_id: str, head: str = "grounding") -> frozenset[str]:
     taught = taught_modalities(head)
     if head != "grounding_findings":
         return taught.get(term_id, frozenset())
-    from medground.ontology import Ontology
-
-    try:
-        family = [term_id] + [d.id for d in Ontology.default().descendants(term_id)]
-    except KeyError:
-        family = [term_id]
-    kinds = frozenset().union(*(taught.get(d, frozenset()) for d in family))
+    kinds = frozenset().union(*(taught.get(d, frozenset()) for d in _with_descendants(term_id)))
     return kinds or frozenset().union(*taught.values())
 
 
@@ -105,9 +116,8 @@ def training_slices_by_modality(name: str = "grounding") -> dict[str, dict[str, 
     are upper bounds)."""
     from medground.data.registry import get_dataset
 
-    try:
-        card = json.loads((_WEIGHTS / f"{name}.card.json").read_text())
-    except (OSError, ValueError):
+    card = _card(name)
+    if card is None:
         return {}
     terms = set(card.get("terms", []))
     out: dict[str, dict[str, int]] = {}
@@ -134,14 +144,6 @@ def training_slices(name: str = "grounding", modalities=None) -> dict[str, int]:
 WEAK_FINDING_DICE = 0.5  # ... and a findings-head term whose held-out Dice (its model card) stays below this
 
 
-@lru_cache(maxsize=None)
-def _findings_card() -> dict:
-    try:
-        return json.loads((_WEIGHTS / "grounding_findings.card.json").read_text())
-    except (OSError, ValueError):
-        return {}
-
-
 def weak_finding(term_id: str, modalities=None) -> dict | None:
     """For a findings-head term asked of an image of ``modalities`` (registry codes; None: any): the evidence that its
     answer is weak, or None. Weak = fewer than ``WEAK_SLICES`` training slices showing it (or a descendant, as the head
@@ -150,14 +152,9 @@ def weak_finding(term_id: str, modalities=None) -> dict | None:
     and the brain tumour (10 slices of one patient, Dice 0.00; "brain tumour" came back absent at 0.95 on a held-out
     brain with a tumour), not the polyps (170 pictures) or the skin lesions (Dice 0.90)."""
     from medground.data.registry import get_dataset
-    from medground.ontology import Ontology
 
-    card = _findings_card()
-    onto = Ontology.default()
-    try:
-        family = {term_id} | {d.id for d in onto.descendants(term_id)}
-    except KeyError:
-        return None
+    card = _card("grounding_findings") or {}
+    family = set(_with_descendants(term_id))
     positives, dice, seen = 0, [], False
     for ds in card.get("datasets", {}):
         try:
