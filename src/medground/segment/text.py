@@ -141,6 +141,21 @@ class TextConfig:
     # slice ("right ventricle" on an abdominal MR was the right kidney, 222 mL at 0.85); the kidneys are segmented for
     # this when not asked for. False: off
     chamber_kidney_check: bool = True
+    # volumes: a term's mask grows past the ends of its presence run slice by slice, the box of the previous
+    # slice's mask prompting the decoder (as box prompts propagate), while the new mask touches and overlaps the
+    # previous one (Dice >= extend_min_overlap), stays within extend_max_growth of its area, has a predicted IoU >=
+    # extend_min_iou and a mean grey value near the run end's, and the head's presence there reaches
+    # extend_min_presence x the term's threshold; at most extend_max_mm (volumes without a trusted spacing:
+    # extend_max_slices). The head's presence falls off before some structures end (the aorta below the renal
+    # arteries, the stomach's greater curve). True / False, a dict term id -> either, or "auto": the head's
+    # calibration (chosen on validation patients; off where it says nothing)
+    extend_runs: Any = "auto"
+    extend_min_overlap: float = 0.5
+    extend_max_growth: float = 1.5
+    extend_min_iou: float = 0.5
+    extend_min_presence: float = 0.1
+    extend_max_mm: float = 100.0
+    extend_max_slices: int = 20
     # a finding neither head was trained on (a kidney cyst, a pleural effusion): "not assessed" (present false,
     # confidence 0.5, said in findings.json) or "zero-shot" (the organ head's untrained guess, flagged)
     untrained_findings: str = "not assessed"
@@ -1028,6 +1043,40 @@ def _check_lateral(per_term: dict, terms: list[str], image: MedImage, cfg: TextC
                          "image_family": fam, "view": "lateral"}
 
 
+def _extend_ends(vol: np.ndarray, pred: SlicePredictor, decoder, pz: np.ndarray, threshold: float, dz: float | None,
+                 cfg: TextConfig) -> list[int]:
+    """``TextConfig.extend_runs``: grow ``vol`` (X, Y, Z) past both ends of its slices; returns the slices added."""
+    from medground.evaluate.metrics import dice_score
+    from medground.segment.engine import PropagationConfig, _connected_to, _expand, _mask_box, _unit_gray
+
+    X, Y, Z = vol.shape
+    zs = np.where(vol.any(axis=(0, 1)))[0]
+    if zs.size == 0:
+        return []
+    pc = PropagationConfig()
+    limit = int(cfg.extend_max_mm // dz) if dz else int(cfg.extend_max_slices)
+    added = []
+    for z0, step in ((int(zs[0]), -1), (int(zs[-1]), 1)):
+        prev = vol[:, :, z0]
+        vals = _unit_gray(pred, z0)[prev]
+        ref_mean = float(vals.mean())
+        max_shift = max(pc.intensity_min_shift, pc.intensity_sd * float(vals.std()))
+        z, n = z0 + step, 0
+        while 0 <= z < Z and n < limit and pz[z] >= cfg.extend_min_presence * threshold:
+            box = _mask_box(prev)
+            r = pred.predict_many(z, boxes=[_expand(box, pc, (X, Y))], model=decoder)[0]
+            m = _connected_to(r.mask, prev)
+            area, parea = int(m.sum()), int(prev.sum())
+            if (area < pc.min_area_px or r.iou < cfg.extend_min_iou or area > cfg.extend_max_growth * parea
+                    or dice_score(m, prev) < cfg.extend_min_overlap
+                    or abs(float(_unit_gray(pred, z)[m].mean()) - ref_mean) > max_shift):
+                break
+            vol[:, :, z] = m
+            added.append(z)
+            prev, z, n = m, z + step, n + 1
+    return sorted(added)
+
+
 def _chambers_off_kidneys(per_term: dict, chambers: list[str]) -> None:
     """``TextConfig.chamber_kidney_check``: each chamber's slices that lie mostly inside a kidney are removed."""
     kid = np.zeros_like(per_term[KIDNEYS[0]]["mask"], dtype=bool)
@@ -1330,6 +1379,11 @@ def segment_text(image: MedImage, prompts: list[str], device: str = "cpu", progr
         _fill_skipped(vol, zs, encoded)
         if Z > 1 and cfg.keep_largest_3d and vol.any():
             vol = largest_component(vol)
+        if Z > 1 and vol.any() and tid not in outside and _per_term(cfg.extend_runs, tid, heads[pl["hname"]],
+                                                                   "extend_runs", False) is True:
+            grown = _extend_ends(vol, pred, decoder_of.get(tid), pz,
+                                 presence_threshold(tid, heads[pl["hname"]], cfg), _trusted_dz(canon.image), cfg)
+            zs = sorted(set(zs) | set(grown))
         short = _too_short(vol, tid, canon.image, cfg) if Z > 1 else None
         if short:
             vol[:] = False

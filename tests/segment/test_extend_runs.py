@@ -1,0 +1,66 @@
+"""TextConfig.extend_runs: a term's mask grows past the ends of its presence run while the decoder, prompted with
+the previous slice's box, keeps drawing the same structure; it stops where the structure ends, leaks, changes grey
+value or the head's presence is nil. A stand-in decoder draws the true structure inside the box it is given."""
+from types import SimpleNamespace
+
+import numpy as np
+
+from medground.segment.text import TextConfig, _extend_ends
+
+
+class TubeDecoder:
+    """Draws, on slice z, the part of ``truth`` inside the box (as a perfect box-prompted decoder would)."""
+
+    def __init__(self, truth: np.ndarray, grey: np.ndarray, iou: float = 0.9):
+        self.truth, self._unit, self.iou, self.calls = truth, grey, iou, []
+
+    def predict_many(self, z, boxes=None, model=None):
+        self.calls.append(z)
+        x0, y0, x1, y1 = (int(round(v)) for v in boxes[0])
+        m = np.zeros(self.truth.shape[:2], bool)
+        m[x0:x1 + 1, y0:y1 + 1] = self.truth[x0:x1 + 1, y0:y1 + 1, z]
+        return [SimpleNamespace(mask=m, iou=self.iou)]
+
+
+def tube(z0=10, z1=30, shape=(48, 48, 40)):
+    truth = np.zeros(shape, bool)
+    truth[20:28, 20:28, z0:z1] = True
+    grey = np.where(truth, 0.8, 0.2).astype(np.float32)
+    return truth, grey
+
+
+def test_grows_to_where_the_structure_ends_and_no_further():
+    truth, grey = tube()
+    vol = np.zeros_like(truth)
+    vol[:, :, 15:25] = truth[:, :, 15:25]  # the head found the middle only
+    dec = TubeDecoder(truth, grey)
+    added = _extend_ends(vol, dec, None, np.ones(40), 0.5, 3.0, TextConfig())
+    assert added == list(range(10, 15)) + list(range(25, 30))
+    assert (vol == truth).all()
+
+
+def test_stops_where_the_heads_presence_is_nil_or_at_the_length_limit():
+    truth, grey = tube()
+    vol = np.zeros_like(truth)
+    vol[:, :, 15:25] = truth[:, :, 15:25]
+    pz = np.ones(40)
+    pz[:13] = 0.0  # nothing of the term below slice 13
+    added = _extend_ends(vol, TubeDecoder(truth, grey), None, pz, 0.5, 3.0, TextConfig(extend_max_mm=9.0))
+    assert added == [13, 14, 25, 26, 27]  # 3 slices of 3 mm at most per end, none where the presence is 0
+
+
+def test_stops_where_the_mask_leaks_or_changes_grey_value():
+    truth, grey = tube()
+    truth[16:32, 16:32, 27:] = True  # above slice 27 the structure merges into a much larger one
+    grey[:, :, :13] = np.where(truth[:, :, :13], 0.3, 0.2)  # below slice 13 it is another tissue
+    vol = np.zeros_like(truth)
+    vol[:, :, 15:25] = truth[:, :, 15:25]
+    added = _extend_ends(vol, TubeDecoder(truth, grey), None, np.ones(40), 0.5, 3.0, TextConfig())
+    assert added == [13, 14, 25, 26]
+
+
+def test_a_decoder_unsure_of_its_mask_adds_nothing():
+    truth, grey = tube()
+    vol = np.zeros_like(truth)
+    vol[:, :, 15:25] = truth[:, :, 15:25]
+    assert _extend_ends(vol, TubeDecoder(truth, grey, iou=0.3), None, np.ones(40), 0.5, 3.0, TextConfig()) == []
