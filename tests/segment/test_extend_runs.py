@@ -64,3 +64,18 @@ def test_a_decoder_unsure_of_its_mask_adds_nothing():
     vol = np.zeros_like(truth)
     vol[:, :, 15:25] = truth[:, :, 15:25]
     assert _extend_ends(vol, TubeDecoder(truth, grey, iou=0.3), None, np.ones(40), 0.5, 3.0, TextConfig()) == []
+
+
+def test_the_setting_is_per_term_and_the_packaged_head_extends_the_tubes_only():
+    """Chosen on validation patients (benchmarks/README.md, session 20): the aorta and the oesophagus; the left
+    adrenal gland gained there too but grew into the splenic vein on another scanner's CT, so it stays off."""
+    from medground.models.grounding import CALIBRATED, load_grounding
+    from medground.segment.text import _per_term
+
+    assert "extend_runs" in CALIBRATED and TextConfig().extend_runs == "auto"
+    head = load_grounding()
+    on = {t for t in head.term_ids if _per_term("auto", t, head, "extend_runs", False) is True}
+    assert on == {"aorta", "esophagus"}
+    assert _per_term({"liver": True}, "liver", head, "extend_runs", False) is True
+    assert _per_term({"liver": True}, "aorta", head, "extend_runs", False) is True  # others: "auto"
+    assert _per_term(False, "aorta", head, "extend_runs", False) is False
