@@ -79,3 +79,29 @@ def test_the_setting_is_per_term_and_the_packaged_head_extends_the_tubes_only():
     assert _per_term({"liver": True}, "liver", head, "extend_runs", False) is True
     assert _per_term({"liver": True}, "aorta", head, "extend_runs", False) is True  # others: "auto"
     assert _per_term(False, "aorta", head, "extend_runs", False) is False
+
+
+def test_a_real_aorta_grows_past_its_run_and_says_so(shared_data, tmp_path):
+    """40 slices of a BTCV validation patient around the lower aorta (LiteMedSAM and the packaged head): the
+    packaged setting grows the aorta's run, only by whole slices beyond the run drawn without it, and findings say
+    how many; off, nothing is said."""
+    import nibabel as nib
+    from PIL import Image
+
+    import medground
+    from medground.segment.text import segment_text
+
+    src = shared_data / "btcv-ct"
+    lab_img = nib.load(str(src / "labels" / "patient_08.nii.gz"))
+    zs = range(30, 70)
+    img = np.stack([np.asarray(Image.open(src / "images" / "patient_08" / f"slice_{z:03d}.jpg").convert("L"))
+                    for z in zs], -1)
+    nib.save(nib.Nifti1Image(img, lab_img.affine), str(tmp_path / "crop.nii.gz"))
+    image = medground.load(tmp_path / "crop.nii.gz")
+    (on,), _ = segment_text(image, ["aorta"])
+    (off,), _ = segment_text(image, ["aorta"], cfg=TextConfig(extend_runs=False))
+    z_on, z_off = (set(np.where(r.mask.any(axis=(0, 1)))[0]) for r in (on, off))
+    added = on.info["terms"][0]["extended_slices"]
+    assert added >= 1 and z_off < z_on and len(z_on) - len(z_off) == added
+    assert (on.mask[..., sorted(z_off)] == off.mask[..., sorted(z_off)]).all()  # the run itself is unchanged
+    assert "extended_slices" not in off.info["terms"][0]

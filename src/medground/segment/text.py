@@ -1158,6 +1158,8 @@ def _assemble(image: MedImage, prompts: list[str], resolved: list, per_term: dic
                                            f"{len(pt['on_kidneys'])} slice(s): a kidney, not {t.name}")
             elif pt.get("on_kidneys"):
                 entry["removed_slices_on_kidneys"] = len(pt["on_kidneys"])
+            if pt.get("extended") and pt["present"]:  # TextConfig.extend_runs grew the run past the head's ends
+                entry["extended_slices"] = pt["extended"]
             if pt.get("outside"):  # a thoracic / abdominal / pelvic structure asked of a head image
                 o = pt["outside"]
                 entry["absent_because"] = o.get("because") or (
@@ -1377,6 +1379,7 @@ def segment_text(image: MedImage, prompts: list[str], device: str = "cpu", progr
                 vol[:, :, z] |= m
                 ious.append(r.iou)
         _fill_skipped(vol, zs, encoded)
+        extended = 0
         if Z > 1 and cfg.keep_largest_3d and vol.any():
             vol = largest_component(vol)
         if Z > 1 and vol.any() and tid not in outside and _per_term(cfg.extend_runs, tid, heads[pl["hname"]],
@@ -1384,6 +1387,7 @@ def segment_text(image: MedImage, prompts: list[str], device: str = "cpu", progr
             grown = _extend_ends(vol, pred, decoder_of.get(tid), pz,
                                  presence_threshold(tid, heads[pl["hname"]], cfg), _trusted_dz(canon.image), cfg)
             zs = sorted(set(zs) | set(grown))
+            extended = len(grown)
         short = _too_short(vol, tid, canon.image, cfg) if Z > 1 else None
         if short:
             vol[:] = False
@@ -1391,7 +1395,7 @@ def segment_text(image: MedImage, prompts: list[str], device: str = "cpu", progr
         per_term[tid] = {"mask": vol, "too_short": short, "outside": outside.get(tid),
                          "presence": float(pz.max()) if Z > 1 else float(pz[0]),
                          "slices": [z for z in zs if vol[:, :, z].any()], "iou": float(np.mean(ious)) if ious else 0.0,
-                         "present": present, "head": pl["hname"]}
+                         "present": present, "head": pl["hname"], "extended": extended}
     if chambers:
         _chambers_off_kidneys(per_term, chambers)
     _carve(per_term, carve)
