@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-PROMPTS = ["aorta", "esophagus", "inferior vena cava"]
+PROMPTS = ["aorta", "esophagus", "inferior vena cava", "left adrenal gland"]
 
 
 def main(argv=None) -> None:

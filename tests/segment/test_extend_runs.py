@@ -66,16 +66,42 @@ def test_a_decoder_unsure_of_its_mask_adds_nothing():
     assert _extend_ends(vol, TubeDecoder(truth, grey, iou=0.3), None, np.ones(40), 0.5, 3.0, TextConfig()) == []
 
 
-def test_the_setting_is_per_term_and_the_packaged_head_extends_the_tubes_only():
-    """Chosen on validation patients (benchmarks/README.md, session 20): the aorta and the oesophagus; the left
-    adrenal gland gained there too but grew into the splenic vein on another scanner's CT, so it stays off."""
+def test_stops_where_another_term_is_hotter_inside_the_grown_mask():
+    truth, grey = tube()
+    vol = np.zeros_like(truth)
+    vol[:, :, 15:25] = truth[:, :, 15:25]
+    seen = []
+
+    def rival(z, mask):  # below slice 12 the head calls it something else
+        seen.append(z)
+        return 0.6 if z < 12 else 0.05
+
+    rival.limit = 0.3
+
+    added = _extend_ends(vol, TubeDecoder(truth, grey), None, np.ones(40), 0.5, 3.0, TextConfig(), rival=rival)
+    assert added == [12, 13, 14] + list(range(25, 30))
+    assert 11 in seen
+    vol[:, :, :] = False
+    vol[:, :, 15:25] = truth[:, :, 15:25]
+    off = _extend_ends(vol, TubeDecoder(truth, grey), None, np.ones(40), 0.5, 3.0, TextConfig(), rival=None)
+    assert off == list(range(10, 15)) + list(range(25, 30))
+
+
+def test_the_setting_is_per_term_and_the_packaged_head_extends_the_tubes_and_the_left_adrenal():
+    """Chosen on validation patients (benchmarks/README.md, session 20): the aorta, the oesophagus and the left
+    adrenal gland (which, without the rival-heat stop, grew into the splenic vein on another scanner's CT)."""
     from medground.models.grounding import CALIBRATED, load_grounding
     from medground.segment.text import _per_term
 
     assert "extend_runs" in CALIBRATED and TextConfig().extend_runs == "auto"
     head = load_grounding()
     on = {t for t in head.term_ids if _per_term("auto", t, head, "extend_runs", False) is True}
-    assert on == {"aorta", "esophagus"}
+    assert on == {"aorta", "esophagus", "adrenal_gland_left"}
+    rival = {t: _per_term("auto", t, head, "extend_max_rival_heat", 0.3) for t in on}
+    assert rival == {"aorta": 0.3, "adrenal_gland_left": 0.3, "esophagus": None}  # val: the oesophagus lost with it
+    from medground.segment.text import _rival_heat
+
+    assert _rival_heat(head, None, "esophagus", TextConfig()) is None
     assert _per_term({"liver": True}, "liver", head, "extend_runs", False) is True
     assert _per_term({"liver": True}, "aorta", head, "extend_runs", False) is True  # others: "auto"
     assert _per_term(False, "aorta", head, "extend_runs", False) is False

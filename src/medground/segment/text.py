@@ -156,6 +156,10 @@ class TextConfig:
     extend_min_presence: float = 0.1
     extend_max_mm: float = 100.0
     extend_max_slices: int = 20
+    # ... and stops where another term the head knows is hotter than this inside the grown mask (mean heat
+    # probability; the left adrenal gland walked down into what the head calls pancreas and splenic vein). None: off;
+    # a dict term id -> either, or "auto": the head's calibration (0.3 where it says nothing)
+    extend_max_rival_heat: Any = "auto"
     # a finding neither head was trained on (a kidney cyst, a pleural effusion): "not assessed" (present false,
     # confidence 0.5, said in findings.json) or "zero-shot" (the organ head's untrained guess, flagged)
     untrained_findings: str = "not assessed"
@@ -1043,9 +1047,33 @@ def _check_lateral(per_term: dict, terms: list[str], image: MedImage, cfg: TextC
                          "image_family": fam, "view": "lateral"}
 
 
+def _rival_heat(bundle, pred: SlicePredictor, term: str, cfg: TextConfig):
+    """(z, mask (X, Y)) -> the highest mean heat probability inside ``mask`` of any other term ``bundle`` knows; its
+    ``limit`` is the term's ``extend_max_rival_heat``. None when that is off."""
+    limit = _per_term(cfg.extend_max_rival_heat, term, bundle, "extend_max_rival_heat", 0.3)
+    if limit is None:
+        return None
+    others = [t for t in bundle.term_ids if t != term]
+    vecs = bundle.term_vectors(others)
+    temb = torch.stack([vecs[t] for t in others]).to(pred.device)
+    h, w = pred.new_hw
+
+    def rival(z: int, mask: np.ndarray) -> float:
+        with torch.inference_mode():
+            heat, _ = bundle.head(pred.embedding(z), temb)
+        up = F.interpolate(torch.sigmoid(heat.float()), size=(MODEL_SIZE, MODEL_SIZE), mode="bilinear",
+                           align_corners=False)
+        on = F.interpolate(up[..., :h, :w], size=pred.hw, mode="bilinear", align_corners=False)[0]  # (T, Y, X)
+        return float(on[:, torch.from_numpy(mask.T)].mean(dim=1).max())
+
+    rival.limit = float(limit)
+    return rival
+
+
 def _extend_ends(vol: np.ndarray, pred: SlicePredictor, decoder, pz: np.ndarray, threshold: float, dz: float | None,
-                 cfg: TextConfig) -> list[int]:
-    """``TextConfig.extend_runs``: grow ``vol`` (X, Y, Z) past both ends of its slices; returns the slices added."""
+                 cfg: TextConfig, rival=None) -> list[int]:
+    """``TextConfig.extend_runs``: grow ``vol`` (X, Y, Z) past both ends of its slices; returns the slices added.
+    ``rival(z, mask)``: the heat of the hottest other term inside a grown mask (see ``extend_max_rival_heat``)."""
     from medground.evaluate.metrics import dice_score
     from medground.segment.engine import PropagationConfig, _connected_to, _expand, _mask_box, _unit_gray
 
@@ -1069,7 +1097,8 @@ def _extend_ends(vol: np.ndarray, pred: SlicePredictor, decoder, pz: np.ndarray,
             area, parea = int(m.sum()), int(prev.sum())
             if (area < pc.min_area_px or r.iou < cfg.extend_min_iou or area > cfg.extend_max_growth * parea
                     or dice_score(m, prev) < cfg.extend_min_overlap
-                    or abs(float(_unit_gray(pred, z)[m].mean()) - ref_mean) > max_shift):
+                    or abs(float(_unit_gray(pred, z)[m].mean()) - ref_mean) > max_shift
+                    or (rival is not None and rival(z, m) >= rival.limit)):
                 break
             vol[:, :, z] = m
             added.append(z)
@@ -1385,7 +1414,8 @@ def segment_text(image: MedImage, prompts: list[str], device: str = "cpu", progr
         if Z > 1 and vol.any() and tid not in outside and _per_term(cfg.extend_runs, tid, heads[pl["hname"]],
                                                                    "extend_runs", False) is True:
             grown = _extend_ends(vol, pred, decoder_of.get(tid), pz,
-                                 presence_threshold(tid, heads[pl["hname"]], cfg), _trusted_dz(canon.image), cfg)
+                                 presence_threshold(tid, heads[pl["hname"]], cfg), _trusted_dz(canon.image), cfg,
+                                 rival=_rival_heat(heads[pl["hname"]], pred, tid, cfg))
             zs = sorted(set(zs) | set(grown))
             extended = len(grown)
         short = _too_short(vol, tid, canon.image, cfg) if Z > 1 else None
