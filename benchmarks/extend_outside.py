@@ -6,12 +6,14 @@ terms the package extends, asked together, with the extension off and as package
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import sys
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+from refine_ct_outside import ts_labels  # noqa: E402
 
 PROMPTS = ["aorta", "esophagus", "inferior vena cava", "left adrenal gland"]
 
@@ -21,7 +23,6 @@ def main(argv=None) -> None:
 
     import medground
     from medground.evaluate.metrics import dice_score
-    from medground.ontology import resolve
     from medground.segment.text import TextConfig, segment_text
 
     ap = argparse.ArgumentParser()
@@ -34,19 +35,18 @@ def main(argv=None) -> None:
     root = Path(a.shared) / "totalsegmentator"
     img = medground.load(root / a.image)
     ref = np.asarray(nib.load(str(root / a.seg)).dataobj)
-    value = {n: int(k) for k, n in json.loads((root / "labels.json").read_text())[a.labels].items()}
-    ids = [resolve(p).terms[0].id for p in PROMPTS]
+    label = ts_labels(root, PROMPTS, a.labels)
     rows = {}
     for name, cfg in (("off", TextConfig(extend_runs=False)), ("packaged", TextConfig())):
         res, _ = segment_text(img, PROMPTS, cfg=cfg)
-        rows[name] = [(dice_score(r.mask, ref == value[t]), int(r.mask.sum())) for r, t in zip(res, ids)]
+        rows[name] = [(dice_score(r.mask, ref == label[p]), int(r.mask.sum())) for r, p in zip(res, PROMPTS)]
         print(name, rows[name], flush=True)
     args = sys.argv[1:] if argv is None else list(argv)
     lines = [f"Command: `python benchmarks/extend_outside.py {shlex.join(args)}`", "",
              "| class | reference voxels | Dice off | Dice packaged | voxels off | voxels packaged |",
              "|---|---:|---:|---:|---:|---:|"]
-    for i, (p, t) in enumerate(zip(PROMPTS, ids)):
-        lines.append(f"| {p} | {int((ref == value[t]).sum())} | {rows['off'][i][0]:.3f} | {rows['packaged'][i][0]:.3f} "
+    for i, p in enumerate(PROMPTS):
+        lines.append(f"| {p} | {int((ref == label[p]).sum())} | {rows['off'][i][0]:.3f} | {rows['packaged'][i][0]:.3f} "
                      f"| {rows['off'][i][1]} | {rows['packaged'][i][1]} |")
     text = "\n".join(lines) + "\n"
     print(text)

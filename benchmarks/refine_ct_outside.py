@@ -22,12 +22,13 @@ BTCV = ["spleen", "right kidney", "left kidney", "gallbladder", "esophagus", "li
         "inferior vena cava", "portal vein and splenic vein", "pancreas", "right adrenal gland", "left adrenal gland"]
 
 
-def ts_labels(root: Path) -> dict[str, int]:
-    """Prompt -> the example's label value, through the ontology id (TotalSegmentator's class names are its ids)."""
+def ts_labels(root: Path, prompts: list[str] = BTCV, table: str = "total") -> dict[str, int]:
+    """Prompt -> the example's label value in ``table`` of its labels.json ("total": the CT's, "total_mr": the MR's),
+    through the ontology id (TotalSegmentator's class names are its ids)."""
     from medground.ontology import resolve
 
-    value = {name: int(k) for k, name in json.loads((root / "labels.json").read_text())["total"].items()}
-    return {p: value[resolve(p).terms[0].id] for p in BTCV}
+    value = {name: int(k) for k, name in json.loads((root / "labels.json").read_text())[table].items()}
+    return {p: value[resolve(p).terms[0].id] for p in prompts}
 
 
 def main(argv=None) -> None:

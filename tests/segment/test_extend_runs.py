@@ -74,9 +74,7 @@ def test_stops_where_another_term_is_hotter_inside_the_grown_mask():
 
     def rival(z, mask):  # below slice 12 the head calls it something else
         seen.append(z)
-        return 0.6 if z < 12 else 0.05
-
-    rival.limit = 0.3
+        return z < 12
 
     added = _extend_ends(vol, TubeDecoder(truth, grey), None, np.ones(40), 0.5, 3.0, TextConfig(), rival=rival)
     assert added == [12, 13, 14] + list(range(25, 30))

@@ -513,6 +513,14 @@ def guided_filter(guide: np.ndarray, src: np.ndarray, radius: int, eps: float) -
     return np.clip(mean(a) * guide + mean(b), 0.0, 1.0)
 
 
+def heat_on_slice(heat: torch.Tensor, pred: SlicePredictor) -> torch.Tensor:
+    """Heat logits (B, T, G, G) -> probabilities on the slice's own grid (B, T, Y, X), through the network's
+    256 x 256 frame (the slice fills its top-left ``new_hw``)."""
+    up = F.interpolate(torch.sigmoid(heat.float()), size=(MODEL_SIZE, MODEL_SIZE), mode="bilinear", align_corners=False)
+    h, w = pred.new_hw
+    return F.interpolate(up[..., :h, :w], size=pred.hw, mode="bilinear", align_corners=False)
+
+
 def heat_boxes(heat: torch.Tensor, pred: SlicePredictor, cfg: TextConfig,
                relative: float | None = None, z: int | None = None,
                refine: str | None = None, margin: float = 0.0) -> tuple[list, np.ndarray, np.ndarray]:
@@ -522,10 +530,7 @@ def heat_boxes(heat: torch.Tensor, pred: SlicePredictor, cfg: TextConfig,
     from scipy import ndimage
 
     g = heat.shape[-1]
-    prob = torch.sigmoid(heat.float())[None, None]
-    up = F.interpolate(prob, size=(MODEL_SIZE, MODEL_SIZE), mode="bilinear", align_corners=False)
-    h, w = pred.new_hw
-    on_slice = F.interpolate(up[..., :h, :w], size=pred.hw, mode="bilinear", align_corners=False)[0, 0]
+    on_slice = heat_on_slice(heat[None, None], pred)[0, 0]
     pm = on_slice.T.numpy()  # (X, Y)
     if refine == "guided" and z is not None and float(pm.max()) > 0.05:
         guide = _unit_gray(pred, z).astype(np.float32)
@@ -1048,32 +1053,28 @@ def _check_lateral(per_term: dict, terms: list[str], image: MedImage, cfg: TextC
 
 
 def _rival_heat(bundle, pred: SlicePredictor, term: str, cfg: TextConfig):
-    """(z, mask (X, Y)) -> the highest mean heat probability inside ``mask`` of any other term ``bundle`` knows; its
-    ``limit`` is the term's ``extend_max_rival_heat``. None when that is off."""
+    """(z, mask (X, Y)) -> whether any other term ``bundle`` knows has a mean heat probability inside ``mask`` of at
+    least the term's ``extend_max_rival_heat``. None when that is off."""
     limit = _per_term(cfg.extend_max_rival_heat, term, bundle, "extend_max_rival_heat", 0.3)
     if limit is None:
         return None
     others = [t for t in bundle.term_ids if t != term]
     vecs = bundle.term_vectors(others)
     temb = torch.stack([vecs[t] for t in others]).to(pred.device)
-    h, w = pred.new_hw
 
-    def rival(z: int, mask: np.ndarray) -> float:
+    def rival(z: int, mask: np.ndarray) -> bool:
         with torch.inference_mode():
             heat, _ = bundle.head(pred.embedding(z), temb)
-        up = F.interpolate(torch.sigmoid(heat.float()), size=(MODEL_SIZE, MODEL_SIZE), mode="bilinear",
-                           align_corners=False)
-        on = F.interpolate(up[..., :h, :w], size=pred.hw, mode="bilinear", align_corners=False)[0]  # (T, Y, X)
-        return float(on[:, torch.from_numpy(mask.T)].mean(dim=1).max())
+        on = heat_on_slice(heat, pred)[0]  # (T, Y, X)
+        return float(on[:, torch.from_numpy(mask.T)].mean(dim=1).max()) >= float(limit)
 
-    rival.limit = float(limit)
     return rival
 
 
 def _extend_ends(vol: np.ndarray, pred: SlicePredictor, decoder, pz: np.ndarray, threshold: float, dz: float | None,
                  cfg: TextConfig, rival=None) -> list[int]:
     """``TextConfig.extend_runs``: grow ``vol`` (X, Y, Z) past both ends of its slices; returns the slices added.
-    ``rival(z, mask)``: the heat of the hottest other term inside a grown mask (see ``extend_max_rival_heat``)."""
+    ``rival(z, mask)``: whether another term is too hot inside a grown mask (see ``extend_max_rival_heat``)."""
     from medground.evaluate.metrics import dice_score
     from medground.segment.engine import PropagationConfig, _connected_to, _expand, _mask_box, _unit_gray
 
@@ -1098,7 +1099,7 @@ def _extend_ends(vol: np.ndarray, pred: SlicePredictor, decoder, pz: np.ndarray,
             if (area < pc.min_area_px or r.iou < cfg.extend_min_iou or area > cfg.extend_max_growth * parea
                     or dice_score(m, prev) < cfg.extend_min_overlap
                     or abs(float(_unit_gray(pred, z)[m].mean()) - ref_mean) > max_shift
-                    or (rival is not None and rival(z, m) >= rival.limit)):
+                    or (rival is not None and rival(z, m))):
                 break
             vol[:, :, z] = m
             added.append(z)
@@ -1411,11 +1412,11 @@ def segment_text(image: MedImage, prompts: list[str], device: str = "cpu", progr
         extended = 0
         if Z > 1 and cfg.keep_largest_3d and vol.any():
             vol = largest_component(vol)
-        if Z > 1 and vol.any() and tid not in outside and _per_term(cfg.extend_runs, tid, heads[pl["hname"]],
-                                                                   "extend_runs", False) is True:
-            grown = _extend_ends(vol, pred, decoder_of.get(tid), pz,
-                                 presence_threshold(tid, heads[pl["hname"]], cfg), _trusted_dz(canon.image), cfg,
-                                 rival=_rival_heat(heads[pl["hname"]], pred, tid, cfg))
+        head = heads[pl["hname"]]
+        if Z > 1 and vol.any() and tid not in outside and _per_term(cfg.extend_runs, tid, head, "extend_runs",
+                                                                   False) is True:
+            grown = _extend_ends(vol, pred, decoder_of.get(tid), pz, presence_threshold(tid, head, cfg),
+                                 _trusted_dz(canon.image), cfg, rival=_rival_heat(head, pred, tid, cfg))
             zs = sorted(set(zs) | set(grown))
             extended = len(grown)
         short = _too_short(vol, tid, canon.image, cfg) if Z > 1 else None
