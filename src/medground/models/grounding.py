@@ -151,7 +151,7 @@ def load_head(path: str | Path, device: str = "cpu") -> tuple[GroundingHead, dic
 
 CALIBRATED = ("mask_from", "presence_threshold", "heat_refine", "box_margin", "whole", "heat_z_smooth",
               "run_end_presence", "refine_slices", "extend_runs",
-              "extend_max_rival_heat")
+              "extend_max_rival_heat", "keep_stacked")
 
 
 def set_calibration(path: str | Path, table: dict[str, dict], note: str) -> None:
