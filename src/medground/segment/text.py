@@ -1103,7 +1103,9 @@ def keep_stacked(vol: np.ndarray, min_fraction: float, max_gap: int) -> np.ndarr
 
     if not vol.any():
         return vol
-    lab, n = ndimage.label(vol)
+    idx = [np.where(vol.any(axis=tuple(a for a in range(3) if a != ax)))[0] for ax in range(3)]
+    crop = tuple(slice(int(i[0]), int(i[-1]) + 1) for i in idx)  # label only the mask's bounding box
+    lab, n = ndimage.label(vol[crop])
     if n <= 1:
         return vol
     sizes = np.bincount(lab.ravel(), minlength=n + 1)[1:]
@@ -1126,7 +1128,9 @@ def keep_stacked(vol: np.ndarray, min_fraction: float, max_gap: int) -> np.ndarr
                 rest.remove(i)
                 grown = True
                 break
-    return np.isin(lab, [k + 1 for k in kept])
+    out = np.zeros_like(vol, dtype=bool)
+    out[crop] = np.isin(lab, [k + 1 for k in kept])
+    return out
 
 
 def _extend_ends(vol: np.ndarray, pred: SlicePredictor, decoder, pz: np.ndarray, threshold: float, dz: float | None,
