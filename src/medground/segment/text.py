@@ -10,8 +10,8 @@
    head (``grounding.pt``) and the findings head (``grounding_findings.pt``: lesions, tumours,
    polyps, skin lesions); a term goes to the findings head when only that head was trained on it
    (:func:`route_terms`).
-4. Volumes are cleaned in 3D (contiguous slices, largest connected component per term) and every
-   mask is mapped back to the input's own grid.
+4. Volumes are cleaned in 3D (contiguous slices, largest connected component per term with the pieces that
+   continue it along z, ``TextConfig.keep_stacked``) and every mask is mapped back to the input's own grid.
 """
 from __future__ import annotations
 
