@@ -23,8 +23,9 @@ def test_split_halves_both_kept():
     assert vol[..., :12].sum() and vol[..., 12:].sum()
     only = largest_component(vol)
     assert not only[..., :12].any()  # the old rule threw the upper half away
-    kept = keep_stacked(vol, 0.1, max_gap=1)
-    assert kept.sum() == vol.sum()
+    info = {}
+    kept = keep_stacked(vol, 0.1, max_gap=1, info=info)
+    assert kept.sum() == vol.sum() and info["added"] == 1
 
 
 def test_side_by_side_rival_removed():
@@ -70,3 +71,29 @@ def test_default():
     assert stacked_fraction("adrenal_gland_left", g, TextConfig()) is None
     assert stacked_fraction("gallbladder", g, TextConfig()) is None
     assert stacked_fraction("heart", g, TextConfig()) == 0.25  # no known extent
+
+
+def test_a_real_stomach_split_along_z_keeps_both_halves(shared_data, tmp_path):
+    """A BTCV validation patient's stomach (LiteMedSAM and the packaged head): two neighbouring slices' masks miss
+    each other and the stomach falls into two 3D pieces; kept whole it matches the reference better, the largest
+    piece is unchanged, and findings say a piece was added."""
+    import nibabel as nib
+    from PIL import Image
+
+    import medground
+    from medground.evaluate.metrics import dice_score
+    from medground.segment.text import segment_text
+
+    src = shared_data / "btcv-ct"
+    lab_img = nib.load(str(src / "labels" / "patient_08.nii.gz"))
+    zs = range(50, 126)
+    img = np.stack([np.asarray(Image.open(src / "images" / "patient_08" / f"slice_{z:03d}.jpg").convert("L"))
+                    for z in zs], -1)
+    ref = np.asarray(lab_img.dataobj)[..., 50:126] == 7
+    nib.save(nib.Nifti1Image(img, lab_img.affine), str(tmp_path / "crop.nii.gz"))
+    image = medground.load(tmp_path / "crop.nii.gz")
+    (on,), _ = segment_text(image, ["stomach"])
+    (off,), _ = segment_text(image, ["stomach"], cfg=TextConfig(keep_stacked=None))
+    assert on.info["terms"][0]["stacked_pieces"] >= 1 and "stacked_pieces" not in off.info["terms"][0]
+    assert (on.mask >= off.mask).all() and on.mask.sum() > 1.2 * off.mask.sum()
+    assert dice_score(on.mask, ref) > dice_score(off.mask, ref) + 0.05

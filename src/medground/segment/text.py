@@ -1096,9 +1096,10 @@ def stacked_fraction(term: str, bundle, cfg: TextConfig) -> float | None:
     return float(value)
 
 
-def keep_stacked(vol: np.ndarray, min_fraction: float, max_gap: int) -> np.ndarray:
+def keep_stacked(vol: np.ndarray, min_fraction: float, max_gap: int, info: dict | None = None) -> np.ndarray:
     """The largest 3D component of ``vol`` (X, Y, Z) with the components that continue it along z (see
-    ``TextConfig.keep_stacked``), added from the largest down while they touch what is kept."""
+    ``TextConfig.keep_stacked``), added from the largest down while they touch what is kept. ``info["added"]``:
+    how many were added to the largest."""
     from scipy import ndimage
 
     if not vol.any():
@@ -1128,6 +1129,8 @@ def keep_stacked(vol: np.ndarray, min_fraction: float, max_gap: int) -> np.ndarr
                 rest.remove(i)
                 grown = True
                 break
+    if info is not None:
+        info["added"] = len(kept) - 1
     out = np.zeros_like(vol, dtype=bool)
     out[crop] = np.isin(lab, [k + 1 for k in kept])
     return out
@@ -1252,6 +1255,8 @@ def _assemble(image: MedImage, prompts: list[str], resolved: list, per_term: dic
                 entry["removed_slices_on_kidneys"] = len(pt["on_kidneys"])
             if pt.get("extended") and pt["present"]:  # TextConfig.extend_runs grew the run past the head's ends
                 entry["extended_slices"] = pt["extended"]
+            if pt.get("stacked") and pt["present"]:  # TextConfig.keep_stacked joined pieces split along z
+                entry["stacked_pieces"] = pt["stacked"]
             if pt.get("outside"):  # a thoracic / abdominal / pelvic structure asked of a head image
                 o = pt["outside"]
                 entry["absent_because"] = o.get("because") or (
@@ -1471,11 +1476,11 @@ def segment_text(image: MedImage, prompts: list[str], device: str = "cpu", progr
                 vol[:, :, z] |= m
                 ious.append(r.iou)
         _fill_skipped(vol, zs, encoded)
-        extended = 0
+        extended, pieces = 0, {"added": 0}
         head = heads[pl["hname"]]
         if Z > 1 and cfg.keep_largest_3d and vol.any():
             stacked = stacked_fraction(tid, head, cfg)
-            vol = largest_component(vol) if stacked is None else keep_stacked(vol, stacked, cfg.max_gap)
+            vol = largest_component(vol) if stacked is None else keep_stacked(vol, stacked, cfg.max_gap, pieces)
         if Z > 1 and vol.any() and tid not in outside and _per_term(cfg.extend_runs, tid, head, "extend_runs",
                                                                    False) is True:
             grown = _extend_ends(vol, pred, decoder_of.get(tid), pz, presence_threshold(tid, head, cfg),
@@ -1489,7 +1494,8 @@ def segment_text(image: MedImage, prompts: list[str], device: str = "cpu", progr
         per_term[tid] = {"mask": vol, "too_short": short, "outside": outside.get(tid),
                          "presence": float(pz.max()) if Z > 1 else float(pz[0]),
                          "slices": [z for z in zs if vol[:, :, z].any()], "iou": float(np.mean(ious)) if ious else 0.0,
-                         "present": present, "head": pl["hname"], "extended": extended}
+                         "present": present, "head": pl["hname"], "extended": extended,
+                         "stacked": pieces["added"]}
     if chambers:
         _chambers_off_kidneys(per_term, chambers)
     _carve(per_term, carve)
