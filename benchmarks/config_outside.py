@@ -1,6 +1,6 @@
 """Out of dataset check of text-path inference settings on TotalSegmentator's example CT or MR: prompts asked
-together under each variant (``TextConfig`` fields as JSON), Dice and voxels per prompt against the example's
-reference label map.
+together under each variant (``TextConfig`` fields as JSON; the key ``grounding`` names an organ head checkpoint,
+"" = the packaged one), Dice and voxels per prompt against the example's reference label map.
 
     python benchmarks/config_outside.py --variant 'off={"keep_stacked": null}' --variant 'packaged={}' \
         --out benchmarks/results/stacked_ct_outside.md
@@ -19,8 +19,17 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).parent))
-from refine_ct_outside import BTCV, ts_labels  # noqa: E402
+BTCV = ["spleen", "right kidney", "left kidney", "gallbladder", "esophagus", "liver", "stomach", "aorta",
+        "inferior vena cava", "portal vein and splenic vein", "pancreas", "right adrenal gland", "left adrenal gland"]
+
+
+def ts_labels(root: Path, prompts: list[str] = BTCV, table: str = "total") -> dict[str, int]:
+    """Prompt -> the example's label value in ``table`` of its labels.json ("total": the CT's, "total_mr": the MR's),
+    through the ontology id (TotalSegmentator's class names are its ids)."""
+    from medground.ontology import resolve
+
+    value = {name: int(k) for k, name in json.loads((root / "labels.json").read_text())[table].items()}
+    return {p: value[resolve(p).terms[0].id] for p in prompts}
 
 
 def main(argv=None) -> None:
@@ -28,6 +37,7 @@ def main(argv=None) -> None:
 
     import medground
     from medground.evaluate.metrics import dice_score
+    from medground.models.grounding import load_grounding
     from medground.segment.text import TextConfig, segment_text
 
     ap = argparse.ArgumentParser()
@@ -36,7 +46,7 @@ def main(argv=None) -> None:
     ap.add_argument("--seg", default="example_seg.nii.gz")
     ap.add_argument("--labels", default="total", help="the label table of labels.json for --seg")
     ap.add_argument("--prompts", nargs="+", default=BTCV)
-    ap.add_argument("--variant", action="append", required=True, help="name=<TextConfig fields as JSON>")
+    ap.add_argument("--variant", action="append", required=True, help="name=<TextConfig fields as JSON, and 'grounding': a head checkpoint>")
     ap.add_argument("--out", default=None)
     a = ap.parse_args(argv)
     root = Path(a.shared) / "totalsegmentator"
@@ -46,7 +56,8 @@ def main(argv=None) -> None:
     variants = {n: json.loads(js or "{}") for n, _, js in (v.partition("=") for v in a.variant)}
     rows = {}
     for name, over in variants.items():
-        res, _ = segment_text(img, a.prompts, cfg=TextConfig(**over))
+        head = over.pop("grounding", "")
+        res, _ = segment_text(img, a.prompts, grounding=load_grounding(head) if head else None, cfg=TextConfig(**over))
         rows[name] = [(dice_score(r.mask, ref == label[p]), int(r.mask.sum())) for r, p in zip(res, a.prompts)]
         print(name, rows[name], flush=True)
     args = sys.argv[1:] if argv is None else list(argv)

@@ -59,15 +59,19 @@ def _expand(box, cfg: PropagationConfig, shape) -> tuple[float, float, float, fl
     return (max(0.0, x0 - mx), max(0.0, y0 - my), min(shape[0] - 1.0, x1 + mx), min(shape[1] - 1.0, y1 + my))
 
 
+def bbox_slices(m: np.ndarray) -> tuple[slice, ...]:
+    """The bounding box of a non-empty mask as slices (label only it: a large volume with a small organ)."""
+    idx = [np.where(m.any(axis=tuple(a for a in range(m.ndim) if a != ax)))[0] for ax in range(m.ndim)]
+    return tuple(slice(int(i[0]), int(i[-1]) + 1) for i in idx)
+
+
 def largest_component(m: np.ndarray) -> np.ndarray:
     """The largest connected component of a 2D or 3D mask."""
     from scipy import ndimage
 
     if not m.any():
         return m
-    # label only the bounding box of the mask (a large volume with a small organ)
-    idx = [np.where(m.any(axis=tuple(a for a in range(m.ndim) if a != ax)))[0] for ax in range(m.ndim)]
-    box = tuple(slice(int(i[0]), int(i[-1]) + 1) for i in idx)
+    box = bbox_slices(m)
     lab, n = ndimage.label(m[box])
     if n <= 1:
         return m

@@ -26,7 +26,7 @@ from medground.io.image import MedImage, orientation_unknown
 from medground.models.orientation import INVERSE, NAMES, dihedral
 from medground.segment.air import LUNG_TERMS, lung_masks, looks_like_hu
 from medground.segment.atlas import is_atlas_term, segment_atlas
-from medground.segment.engine import SegmentationResult, _unit_gray, largest_component
+from medground.segment.engine import SegmentationResult, _unit_gray, largest_component, bbox_slices
 from medground.segment.predictor import MODEL_SIZE, SlicePredictor
 
 
@@ -1104,8 +1104,7 @@ def keep_stacked(vol: np.ndarray, min_fraction: float, max_gap: int, info: dict 
 
     if not vol.any():
         return vol
-    idx = [np.where(vol.any(axis=tuple(a for a in range(3) if a != ax)))[0] for ax in range(3)]
-    crop = tuple(slice(int(i[0]), int(i[-1]) + 1) for i in idx)  # label only the mask's bounding box
+    crop = bbox_slices(vol)
     lab, n = ndimage.label(vol[crop])
     if n <= 1:
         return vol
