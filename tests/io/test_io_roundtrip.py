@@ -198,7 +198,7 @@ def test_folder_of_pictures_and_other_files_is_read_as_dicom(tmp_path):
 
 def test_picture_folder_masks_come_back_as_one_picture_per_input_slice(tmp_path):
     """A volume read from a folder of pictures: each mask is also written as one PNG per input slice, named as the
-    slice and exactly its size (rows, columns as in the picture), besides the NIfTI whose first axis is the column."""
+    slice and exactly its size (rows, columns as in the picture), besides the NIfTI, which holds the same arrays."""
     import nibabel as nib
 
     from medground.segment.outputs import write_results
@@ -224,9 +224,16 @@ def test_picture_folder_masks_come_back_as_one_picture_per_input_slice(tmp_path)
     assert mid.shape == (6, 9) and set(np.unique(mid)) == {0, 255}
     assert np.array_equal(np.argwhere(mid), [[1, 2], [1, 3], [1, 4]])
     assert not np.asarray(Image.open(pics[0])).any()
-    vol = np.asarray(nib.load(tmp_path / "out" / "left-kidney.nii.gz").dataobj)
-    assert np.array_equal(vol[:, :, 1].T > 0, mid > 0)
+    nii = nib.load(tmp_path / "out" / "left-kidney.nii.gz")
+    vol = np.asarray(nii.dataobj)  # the pictures' arrays stacked, as a label volume made from them with numpy
+    assert vol.shape == (6, 9, 3) and np.array_equal(vol[:, :, 1] > 0, mid > 0)
+    for r, c in np.argwhere(mid):  # the same world position as the input's voxel (column, row, slice)
+        assert np.allclose(nii.affine @ [r, c, 1, 1], img.affine @ [c, r, 1, 1])
+    lab = np.asarray(nib.load(tmp_path / "out" / "labels.nii.gz").dataobj)
+    assert np.array_equal(lab > 0, vol > 0)
+    assert "mask_nifti_layout" in doc["input"] and f["centroid_voxel"] == [3.0, 1.0, 1.0]  # (column, row, slice)
     # any other input: no per-slice pictures
     nii = mio.load(tmp_path / "out" / "left-kidney.nii.gz")
+    R.mask = nii.data > 0
     doc = write_results(nii, [R()], tmp_path / "out2", overlay=False)
     assert "mask_slices_dir" not in doc["findings"][0]

@@ -59,6 +59,11 @@ def _mask_kind(path: Path, ref: MedImage) -> tuple[str, Path]:
     raise MedGroundInputError(f"masks are written as .nii/.nii.gz or .png, not {path.suffix}.")
 
 
+def picture_stack(ref: MedImage) -> bool:
+    """A volume read from a folder of pictures (no geometry; its grid is each picture's (column, row))."""
+    return ref.ndim == 3 and bool(ref.meta.get("slice_names")) and not ref.has_geometry
+
+
 def save_mask(mask: np.ndarray, ref: MedImage, path) -> Path:
     """Write a mask on the input's own grid; returns the path written.
 
@@ -67,6 +72,10 @@ def save_mask(mask: np.ndarray, ref: MedImage, path) -> Path:
     * ``.png`` (or any path when ``ref.ndim == 2``): an 8-bit PNG of exactly the input's pixel size;
       a binary mask becomes 0/255, a label map keeps its label values. ``mask[:, :, 0].T`` is the
       picture (rows = y, columns = x).
+    * A volume read from a folder of pictures (:func:`picture_stack`) is written as the pictures' own arrays
+      stacked: the NIfTI's ``data[:, :, z]`` is slice z as (rows, columns), the layout of a label volume built
+      from the same pictures with numpy / nibabel; its affine swaps the first two axes, so every voxel keeps its
+      world position and geometry-aware readers still overlay it on the input.
     """
     m = _as_label_mask(mask, ref)
     path = Path(path)
@@ -77,6 +86,8 @@ def save_mask(mask: np.ndarray, ref: MedImage, path) -> Path:
         )
     path.parent.mkdir(parents=True, exist_ok=True)
     if kind == "nifti":
+        if picture_stack(ref):  # stored as the pictures' arrays stacked, at the same world positions
+            return save_nifti(np.ascontiguousarray(m.transpose(1, 0, 2)), ref.affine[:, [1, 0, 2, 3]], path)
         return save_nifti(m, ref.affine, path)
     from PIL import Image
 

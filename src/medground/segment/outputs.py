@@ -65,6 +65,13 @@ def input_summary(image: MedImage, path: str | None = None) -> dict[str, Any]:
     }
     from medground.io.image import orientation_unknown
 
+    from medground.io.writers import picture_stack
+
+    if picture_stack(image):
+        s["mask_nifti_layout"] = ("rows, columns, slices: a mask NIfTI's data[:, :, z] is the array of input picture z "
+                                  "(its affine swaps the first two axes, so world positions match the input); "
+                                  "voxel and pixel coordinates in this file stay (column, row, slice), as in the "
+                                  "pictures and the overlays")
     if image.ndim == 3 and orientation_unknown(image):
         s["geometry_note"] = ("the header carries no orientation (an identity affine, or no qform / sform): voxel "
                               "size and patient sides are unknown; mm, mL and world coordinates assume 1 mm voxels")
@@ -140,8 +147,8 @@ def write_results(image: MedImage, results: list, out_dir: str | Path, input_pat
 
 def _write_slice_pictures(mask: np.ndarray, image: MedImage, folder: Path) -> str | None:
     """For a volume read from a folder of pictures: the mask again as one PNG per input slice, named as that slice
-    (``<stem>/<slice file name>.png``), each exactly the size of its picture (rows and columns as in the picture, so
-    nobody has to know that the NIfTI's first axis is the picture's column). None for any other input."""
+    (``<stem>/<slice file name>.png``), each exactly the size of its picture (rows and columns as in the picture, like
+    the NIfTI's ``data[:, :, z]``: see :func:`medground.io.save_mask`). None for any other input."""
     names = image.meta.get("slice_names")
     if image.ndim != 3 or not names or len(names) != mask.shape[2]:
         return None
