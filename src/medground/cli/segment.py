@@ -161,7 +161,7 @@ def _print_summary(doc: dict, out: Path) -> None:
     for f in doc["findings"]:
         size = (f"{f['volume_ml']} mL" if f.get("volume_ml") is not None else
                 f"{f['area_mm2']} mm²" if f.get("area_mm2") is not None else
-                f"{f.get('area_px', f.get('volume_voxels'))} px")
+                f"{f['area_px']} px" if f.get("area_px") is not None else f"{f.get('volume_voxels')} voxels")
         present = "not assessed" if f.get("not_assessed") else str(f["present"])  # findings.json keeps False
         t.add_row(str(f["name"]), present, f"{f['confidence']:.2f}", size, f["mask_file"])
     Console(stderr=True).print(t)
