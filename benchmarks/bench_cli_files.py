@@ -4,7 +4,7 @@
 
 What an evaluator with other patients' images in the same layout does: run ``medground segment <input> --prompt
 <class> ... --out DIR`` once per input (BTCV / CHAOS: the folder of JPEG slices; ACDC: the NIfTI; JSRT: the
-radiograph), then read every mask file the run names in ``findings.json`` as it is written (NIfTI through nibabel's
+radiograph; covid-cxr: the radiograph, "lungs" against its lung mask), then read every mask file the run names in ``findings.json`` as it is written (NIfTI through nibabel's
 array, PNG through PIL) and compare it with the source's own label file read the same way, without any transpose or
 resampling. Dice per class (both empty: 1), mean over classes and cases; the exit code and seconds per input
 (a fresh process each: model loading included).
@@ -56,7 +56,7 @@ def main(argv=None):
     ap.add_argument("--src", default="../shared/data")
     ap.add_argument("--root", default="cache/data", help="converted datasets (for the patient-level splits)")
     ap.add_argument("--split", default="test")
-    ap.add_argument("--datasets", default="btcv-ct:5,chaos-mr:3,acdc-cmr:10,jsrt-cxr:10")
+    ap.add_argument("--datasets", default="btcv-ct:5,chaos-mr:3,acdc-cmr:10,jsrt-cxr:10,covid-cxr:46")
     ap.add_argument("--out", default="benchmarks/results/cli_files.md")
     a = ap.parse_args(argv)
     import nibabel as nib
@@ -71,12 +71,22 @@ def main(argv=None):
         cases = json.loads((root / ds / "splits.json").read_text())[a.split][: int(n)]
         if ds == "jsrt-cxr":
             classes = {k: v for k, v in JSRT.items()}
+        elif ds == "covid-cxr":  # the whole lung field of each radiograph (metadata.csv names its mask)
+            import csv
+
+            with open(src / ds / "metadata.csv", newline="") as fh:
+                covid = {Path(r["image"]).stem: r for r in csv.DictReader(fh) if r.get("lung_mask")}
+            classes = {"lung_mask": "lungs"}
         else:
             names = json.loads((src / ds / "labels.json").read_text())
             classes = {int(k): onto.get(v).name for k, v in names.items()}
         prompts = list(classes.values())
         for case in cases:
-            if ds == "jsrt-cxr":
+            if ds == "covid-cxr":
+                inp = src / ds / covid[case]["image"]
+                refs = {"lungs": np.asarray(__import__("PIL.Image", fromlist=["Image"]).open(
+                    src / ds / covid[case]["lung_mask"]).convert("L")) > 0}
+            elif ds == "jsrt-cxr":
                 inp = src / ds / "images" / f"{case}.jpg"
                 refs = {p: np.asarray(__import__("PIL.Image", fromlist=["Image"]).open(
                     src / ds / "masks" / k / f"{case}.png")) > 0 for k, p in classes.items()}
@@ -105,7 +115,7 @@ def main(argv=None):
     lines = ["# The command line on held-out inputs as stored, scored on the files it writes", "",
              f"Command: `python benchmarks/bench_cli_files.py --datasets {a.datasets} --split {a.split}`", "",
              "Inputs exactly as `../shared/data` stores them (BTCV / CHAOS: a folder of JPEG slices; ACDC: NIfTI; "
-             "JSRT: the radiograph). Each mask file named in `findings.json` read as written (NIfTI: nibabel's "
+             "JSRT / covid-cxr: the radiograph). Each mask file named in `findings.json` read as written (NIfTI: nibabel's "
              "array; PNG: PIL) against the source's label file read the same way, no transpose or resampling.", "",
              "| dataset | class | cases | Dice |", "|---|---|---:|---:|"]
     for ds in dict.fromkeys(r[0] for r in rows):
