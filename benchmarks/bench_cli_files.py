@@ -4,9 +4,9 @@
 
 What an evaluator with other patients' images in the same layout does: run ``medground segment <input> --prompt
 <class> ... --out DIR`` once per input (BTCV / CHAOS: the folder of JPEG slices; ACDC: the NIfTI; JSRT: the
-radiograph; covid-cxr: the radiograph, "lungs" against its lung mask), then read every mask file the run names in ``findings.json`` as it is written (NIfTI through nibabel's
-array, PNG through PIL) and compare it with the source's own label file read the same way, without any transpose or
-resampling. Dice per class (both empty: 1), mean over classes and cases; the exit code and seconds per input
+radiograph; covid-cxr: the radiograph, "lungs" against its lung mask), then read every mask file the run names in
+``findings.json`` as it is written (NIfTI through nibabel's array, PNG through PIL) and compare it with the source's
+own label file read the same way, without any transpose or resampling. Dice per class (both empty: 1), mean over classes and cases; the exit code and seconds per input
 (a fresh process each: model loading included).
 """
 from __future__ import annotations
@@ -41,11 +41,15 @@ def _run(inp: Path, prompts: list[str], out: Path) -> tuple[int, float, dict | N
     return r.returncode, dt, doc, (r.stderr.strip().splitlines() or [""])[-1] if r.returncode else ""
 
 
+def _png(path: Path) -> np.ndarray:
+    from PIL import Image
+
+    return np.asarray(Image.open(path).convert("L")) > 0
+
+
 def _read(path: Path) -> np.ndarray:
     if path.suffix == ".png":
-        from PIL import Image
-
-        return np.asarray(Image.open(path)) > 0
+        return _png(path)
     import nibabel as nib
 
     return np.asarray(nib.load(str(path)).dataobj) > 0
@@ -70,7 +74,7 @@ def main(argv=None):
         ds, n = spec.split(":")
         cases = json.loads((root / ds / "splits.json").read_text())[a.split][: int(n)]
         if ds == "jsrt-cxr":
-            classes = {k: v for k, v in JSRT.items()}
+            classes = dict(JSRT)
         elif ds == "covid-cxr":  # the whole lung field of each radiograph (metadata.csv names its mask)
             import csv
 
@@ -84,12 +88,10 @@ def main(argv=None):
         for case in cases:
             if ds == "covid-cxr":
                 inp = src / ds / covid[case]["image"]
-                refs = {"lungs": np.asarray(__import__("PIL.Image", fromlist=["Image"]).open(
-                    src / ds / covid[case]["lung_mask"]).convert("L")) > 0}
+                refs = {"lungs": _png(src / ds / covid[case]["lung_mask"])}
             elif ds == "jsrt-cxr":
                 inp = src / ds / "images" / f"{case}.jpg"
-                refs = {p: np.asarray(__import__("PIL.Image", fromlist=["Image"]).open(
-                    src / ds / "masks" / k / f"{case}.png")) > 0 for k, p in classes.items()}
+                refs = {p: _png(src / ds / "masks" / k / f"{case}.png") for k, p in classes.items()}
             else:
                 inp = src / ds / "images" / (case if ds != "acdc-cmr" else f"{case}.nii.gz")
                 lab = np.asarray(nib.load(str(src / ds / "labels" / f"{case}.nii.gz")).dataobj)
