@@ -122,3 +122,57 @@ def test_ct_without_hu_falls_back_to_percentiles():
     img = mio.MedImage.from_array(v, spacing=(1, 1, 1), modality="CT")
     assert not mio.looks_like_hu(img)
     assert intensity_range(img)[2] == "percentile"
+
+
+def _phantom_hu() -> np.ndarray:
+    """An axial CT-like slice in HU: air around a soft-tissue body with a fat rim and a bone."""
+    yy, xx = np.mgrid[:96, :128]
+    r = ((xx - 64) / 50.0) ** 2 + ((yy - 48) / 36.0) ** 2
+    hu = np.full((96, 128), -1000, np.int32)
+    hu[r < 1.0] = -100  # fat rim
+    hu[r < 0.8] = 45  # soft tissue
+    hu[(xx - 64) ** 2 + (yy - 70) ** 2 < 36] = 700  # bone
+    return hu
+
+
+@pytest.mark.parametrize("offset", [1024, 32768])
+def test_16bit_picture_of_a_ct_is_read_in_hounsfield_units(tmp_path, offset):
+    """A 16-bit PNG holding HU + 1024 (or + 32768, DeepLesion's key slices) is a CT: back to HU, CT window."""
+    hu = _phantom_hu()
+    Image.fromarray((hu + offset).astype(np.uint16)).save(tmp_path / "slice.png")
+    img = mio.load(tmp_path / "slice.png")
+    assert img.modality == "CT" and img.meta["hu_offset"] == offset
+    assert np.array_equal(img.data[:, :, 0], hu.T)
+    assert intensity_range(img)[2] == "ct-window"
+    folder = tmp_path / "stack"
+    folder.mkdir()
+    for z in range(3):
+        Image.fromarray((hu + offset).astype(np.uint16)).save(folder / f"{z}.png")
+    vol = mio.load(folder)
+    assert vol.ndim == 3 and vol.modality == "CT" and vol.data.min() == -1000 and vol.data.max() == 700
+
+
+def test_16bit_pictures_that_are_not_ct_stay_as_they_are(tmp_path):
+    """A 10-bit radiograph (all values below 0 HU once shifted), a smooth 12-bit one and a grey ramp keep their values."""
+    yy, xx = np.mgrid[:96, :128]
+    pics = {"10bit": (xx * 8).astype(np.uint16),  # 0..1016
+            "12bit": (xx * 32 + yy * 2).astype(np.uint16),  # 0..4254, broad
+            "ramp": np.linspace(0, 65535, 96 * 128).reshape(96, 128).astype(np.uint16)}
+    for name, a in pics.items():
+        Image.fromarray(a).save(tmp_path / f"{name}.png")
+        img = mio.load(tmp_path / f"{name}.png")
+        assert img.modality == "OT" and "hu_offset" not in img.meta and img.data.dtype == np.uint16, name
+    Image.fromarray((_phantom_hu() + 1024).clip(0, 255).astype(np.uint8)).save(tmp_path / "u8.png")
+    assert mio.load(tmp_path / "u8.png").modality == "OT"  # 8-bit pictures are never guessed
+
+
+def test_real_ct_as_16bit_png_slices(tmp_path, shared_data):
+    """TotalSegmentator's example CT written as 16-bit PNG slices (HU + 1024) reads back in HU as a CT."""
+    import nibabel as nib
+
+    ct = np.asarray(nib.load(str(shared_data / "totalsegmentator" / "example_ct_sm.nii.gz")).dataobj).astype(np.int32)
+    for z in range(ct.shape[2]):
+        Image.fromarray((ct[:, :, z].T + 1024).clip(0, 65535).astype(np.uint16)).save(tmp_path / f"{z}.png")
+    vol = mio.load(tmp_path)
+    assert vol.modality == "CT" and vol.meta["hu_offset"] == 1024
+    assert np.array_equal(vol.data, ct.clip(-1024, None))

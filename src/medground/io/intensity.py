@@ -44,6 +44,31 @@ def looks_like_hu(image: MedImage) -> bool:
     return lo < -400 and hi > -200 and lo >= -3100
 
 
+HU_OFFSETS = (1024, 32768)  # what 16-bit pictures of CT add to Hounsfield units (e.g. DeepLesion's key slices: 32768)
+
+
+def hu_offset(data: np.ndarray) -> int | None:
+    """The offset a 16-bit grey picture (or stack) adds to Hounsfield units, or None when it does not look like CT.
+
+    Every test must hold, so that a radiograph or an MR exported as 16 bits is left alone: air outside the body
+    (>= 3% of values within -1100..-900 HU), soft tissue as the dominant band (>= 10% within -150..150 HU, at least
+    twice the two bands beside it, -450..-150 and 150..450, together), some bone or contrast (>= 0.1% at 250 HU or
+    more) and nothing past 3100 HU (< 0.1%)."""
+    if data.dtype != np.uint16:
+        return None
+    raw = _sample(np.asarray(data)).astype(np.int64)
+    if raw.size == 0:
+        return None
+    for off in HU_OFFSETS:
+        h = raw - off
+        frac = lambda lo, hi: float(np.mean((h >= lo) & (h <= hi)))  # noqa: E731
+        soft = frac(-150, 150)
+        if (frac(-1100, -900) >= 0.03 and soft >= 0.10 and soft >= 2 * (frac(-450, -151) + frac(151, 450))
+                and float(np.mean(h >= 250)) >= 0.001 and float(np.mean(h > 3100)) < 0.001):
+            return off
+    return None
+
+
 def _sample(g: np.ndarray) -> np.ndarray:
     flat = g.reshape(-1)
     if flat.size > _MAX_SAMPLES:

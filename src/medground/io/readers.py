@@ -61,6 +61,16 @@ def load(path, series: str | int | None = None, *, check: bool = True) -> MedIma
         if looks_like_hu(image):  # a volume in Hounsfield units is a CT
             image.modality = "CT"
             image.meta["modality_source"] = "guessed from intensities (Hounsfield units)"
+    if image.modality == "OT" and image.data.dtype == np.uint16 and not image.is_color \
+            and image.source_format.split("-")[0] in ("png", "tif", "tiff"):
+        from medground.io.intensity import hu_offset
+
+        off = hu_offset(image.data)
+        if off is not None:  # a 16-bit picture of a CT: back to Hounsfield units, windowed like any CT
+            image.data = image.data.astype(np.int32) - np.int32(off)
+            image.modality = "CT"
+            image.meta["modality_source"] = f"guessed from intensities: a 16-bit picture holding Hounsfield units + {off}"
+            image.meta["hu_offset"] = off
     log.debug("loaded %s: %s shape=%s modality=%s", p.name, image.source_format, image.shape, image.modality)
     return image
 
