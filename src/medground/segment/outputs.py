@@ -64,7 +64,6 @@ def input_summary(image: MedImage, path: str | None = None) -> dict[str, Any]:
         "affine_ras": np.round(image.affine, 6).tolist(),
     }
     from medground.io.image import orientation_unknown
-
     from medground.io.writers import picture_stack
 
     if picture_stack(image):
