@@ -65,20 +65,28 @@ def bbox_slices(m: np.ndarray) -> tuple[slice, ...]:
     return tuple(slice(int(i[0]), int(i[-1]) + 1) for i in idx)
 
 
-def largest_component(m: np.ndarray) -> np.ndarray:
-    """The largest connected component of a 2D or 3D mask."""
+def components(m: np.ndarray) -> tuple[tuple[slice, ...], np.ndarray, np.ndarray] | None:
+    """The connected components of a mask, labelled inside its bounding box only: (the box, the labels there, the
+    voxel count of labels 1..n); None when the mask is empty or a single component (nothing to choose)."""
     from scipy import ndimage
 
     if not m.any():
-        return m
+        return None
     box = bbox_slices(m)
     lab, n = ndimage.label(m[box])
     if n <= 1:
+        return None
+    return box, lab, np.bincount(lab.ravel(), minlength=n + 1)[1:]
+
+
+def largest_component(m: np.ndarray) -> np.ndarray:
+    """The largest connected component of a 2D or 3D mask."""
+    comps = components(m)
+    if comps is None:
         return m
-    sizes = np.bincount(lab.ravel(), minlength=n + 1)
-    sizes[0] = 0
+    box, lab, sizes = comps
     out = np.zeros_like(m, dtype=bool)
-    out[box] = lab == int(np.argmax(sizes))
+    out[box] = lab == int(np.argmax(sizes)) + 1
     return out
 
 

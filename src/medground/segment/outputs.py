@@ -148,8 +148,10 @@ def _write_slice_pictures(mask: np.ndarray, image: MedImage, folder: Path) -> st
     """For a volume read from a folder of pictures: the mask again as one PNG per input slice, named as that slice
     (``<stem>/<slice file name>.png``), each exactly the size of its picture (rows and columns as in the picture, like
     the NIfTI's ``data[:, :, z]``: see :func:`medground.io.save_mask`). None for any other input."""
+    from medground.io.writers import picture_stack
+
     names = image.meta.get("slice_names")
-    if image.ndim != 3 or not names or len(names) != mask.shape[2]:
+    if not picture_stack(image) or len(names) != mask.shape[2]:
         return None
     from PIL import Image
 

@@ -26,7 +26,7 @@ from medground.io.image import MedImage, orientation_unknown
 from medground.models.orientation import INVERSE, NAMES, dihedral
 from medground.segment.air import LUNG_TERMS, lung_masks, looks_like_hu
 from medground.segment.atlas import is_atlas_term, segment_atlas
-from medground.segment.engine import SegmentationResult, _unit_gray, largest_component, bbox_slices
+from medground.segment.engine import SegmentationResult, _unit_gray, components, largest_component
 from medground.segment.predictor import MODEL_SIZE, SlicePredictor
 
 
@@ -1102,13 +1102,10 @@ def keep_stacked(vol: np.ndarray, min_fraction: float, max_gap: int, info: dict 
     how many were added to the largest."""
     from scipy import ndimage
 
-    if not vol.any():
+    comps = components(vol)
+    if comps is None:
         return vol
-    crop = bbox_slices(vol)
-    lab, n = ndimage.label(vol[crop])
-    if n <= 1:
-        return vol
-    sizes = np.bincount(lab.ravel(), minlength=n + 1)[1:]
+    crop, lab, sizes = comps
     objs = ndimage.find_objects(lab)
     order = [int(i) for i in np.argsort(-sizes)]
     kept = [order[0]]
