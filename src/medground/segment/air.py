@@ -7,7 +7,8 @@ stomach gas out:
 
 1. air: voxels below ``air_hu`` (-400 HU); on each axial slice the air regions that touch the slice's border (the
    air around the patient, the gap under the table) are removed; their median is the scanner's own air;
-2. 3D connected components of what is left, each kept when it holds at least ``min_ml`` and the median of its
+2. 3D connected components of what is left, each kept when it holds at least ``min_ml`` (on a single slice: covers
+   at least ``min_area_mm2``) and the median of its
    interior (one voxel in from its edge, in plane) lies at least ``above_air_hu`` above the scanner's air and
    below ``max_median_hu``: aerated lung with its vessels reads about -850 to -750 HU (severe emphysema -900);
    gas in the bowel or the stomach is air (on TotalSegmentator's two example CTs 11-42 HU above their
@@ -38,6 +39,9 @@ class AirConfig:
     above_air_hu: float = 80.0
     max_median_hu: float = -600.0
     min_ml: float = 10.0
+    # a single slice: a lung's in-plane area instead of ``min_ml`` (a 1.25 mm slice through both lungs holds only
+    # ~8 mL of each: the volume threshold dropped them)
+    min_area_mm2: float = 1000.0
     top_share: float = 0.15
     min_span_mm: float = 100.0
 
@@ -113,7 +117,11 @@ def _lung_masks_ras(a: np.ndarray, affine: np.ndarray, cfg: AirConfig | None = N
         idx = np.arange(1, n + 1)
         sizes = np.bincount(lab.reshape(-1), minlength=n + 1)[1:]
         objs = ndimage.find_objects(lab)
-        for i in idx[sizes * vox_ml >= cfg.min_ml]:
+        if Z == 1:  # one slice: its thickness says nothing about the lung's size
+            big = sizes * float(np.linalg.norm(np.cross(affine[:3, 0], affine[:3, 1]))) >= cfg.min_area_mm2
+        else:
+            big = sizes * vox_ml >= cfg.min_ml
+        for i in idx[big]:
             sl = objs[i - 1]
             m = lab[sl] == i
             inner = ndimage.binary_erosion(m, structure=np.ones((3, 3, 1), bool))
@@ -147,6 +155,7 @@ def _lung_masks_ras(a: np.ndarray, affine: np.ndarray, cfg: AirConfig | None = N
     if flat:
         masks = {k: v[:, :, 0] for k, v in masks.items()}
     info = {"method": "air threshold in Hounsfield units (no learned model)", "air_hu": cfg.air_hu,
-            "scanner_air_hu": round(air_ref, 1), "above_air_hu": cfg.above_air_hu, "min_ml": cfg.min_ml,
+            "scanner_air_hu": round(air_ref, 1), "above_air_hu": cfg.above_air_hu,
+            **({"min_area_mm2": cfg.min_area_mm2} if Z == 1 else {"min_ml": cfg.min_ml}),
             "components_kept": kept, "components_dropped_as_gas_or_other": dropped[:10]}
     return masks, info
