@@ -64,6 +64,7 @@ def main(argv=None):
     ap.add_argument("--emb-cache", default=None, help="memoise LiteMedSAM embeddings here (benchmarks/embcache.py)")
     ap.add_argument("--out", default="benchmarks/results/absent.md")
     ap.add_argument("--text-config", default=None, help='TextConfig fields as JSON, e.g. \'{"min_extent": 0.5}\'')
+    ap.add_argument("--only", default=None, help="run only the groups whose name contains this text (e.g. 'brain')")
     a = ap.parse_args(argv)
     sys.path.insert(0, str(Path(__file__).parent))
     from embcache import models_for
@@ -73,6 +74,8 @@ def main(argv=None):
     rows, raw = [], {}
     tot = [0, 0]
     for name, source, prompts in GROUPS:
+        if a.only and a.only not in name:
+            continue
         cases = _cases(source, Path(a.root), Path(a.atlases), a.split, a.max_cases)
         if not cases:
             print(f"{name}: no data, skipped", flush=True)
@@ -104,7 +107,8 @@ def main(argv=None):
     lines = ["# Prompts for structures outside the field of view: reported absent?", "",
              f"Command: `python benchmarks/bench_absent.py --root {a.root} --atlases {a.atlases} --split {a.split}"
              + (f" --weights {a.weights}" if a.weights else "")
-             + (f" --text-config '{a.text_config}'" if a.text_config else "") + "`", "",
+             + (f" --text-config '{a.text_config}'" if a.text_config else "")
+             + (f" --only '{a.only}'" if a.only else "") + "`", "",
              "| cases | n | prompts (each must be absent) | reported absent | slices drawn on anyway | reported present |",
              "|---|---:|---|---:|---:|---|"] + rows
     if tot[1]:

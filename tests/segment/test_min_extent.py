@@ -46,6 +46,11 @@ def test_rule_needs_a_trusted_spacing_and_a_known_term():
     assert _too_short(vol, "liver", img, TextConfig(min_extent=0.5)) == {"drawn_mm": 6.0,
                                                                         "shortest_seen_mm": anatomy_extents()["liver"]}
     assert _too_short(vol, "lung", img, TextConfig(min_extent=0.5)) is None  # no known extent
-    assert _too_short(vol, "liver", img, TextConfig()) is None  # off by default
+    # on by default at a tenth of the shortest whole extent: 6 mm of liver (141 mm) is too short, 18 mm is not
+    assert _too_short(vol, "liver", img, TextConfig())["drawn_mm"] == 6.0
+    longer = np.zeros_like(vol)
+    longer[2:5, 2:5, 26:35] = True
+    assert _too_short(longer, "liver", img, TextConfig()) is None
+    assert _too_short(vol, "liver", img, TextConfig(min_extent=None)) is None  # off
     noaff, _ = ellipsoid_volume(Z=60, affine=np.eye(4))  # no trusted spacing
     assert _too_short(vol, "liver", noaff, TextConfig(min_extent=0.5)) is None

