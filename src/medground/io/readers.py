@@ -55,10 +55,10 @@ def load(path, series: str | int | None = None, *, check: bool = True) -> MedIma
         image.source_path = str(p)
     if check:
         validate(image, name=p.name)
-    if image.modality == "OT" and image.ndim == 3 and image.source_format in ("nifti", "nrrd", "npz"):
+    if image.modality == "OT" and image.source_format in ("nifti", "nrrd", "npz"):
         from medground.io.intensity import looks_like_hu
 
-        if looks_like_hu(image):  # a volume in Hounsfield units is a CT
+        if looks_like_hu(image):  # a volume (or a single slice) in Hounsfield units is a CT
             image.modality = "CT"
             image.meta["modality_source"] = "guessed from intensities (Hounsfield units)"
     if image.modality == "OT" and image.data.dtype == np.uint16 and not image.is_color \

@@ -391,14 +391,28 @@ def _anatomy_check(hc: Canonical, orient_net, cfg: TextConfig) -> Canonical:
                      lambda a: _in_plane(fwd(a), inv_k))
 
 
+def _axial_slice_with_header(image: MedImage) -> bool:
+    """A single grey slice stored as NIfTI / NRRD with a real orientation whose third (singleton) axis runs head to
+    foot: its header says how to turn it, like a volume's (an array saved as 2D NIfTI is stored x-first, not as a
+    picture is shown)."""
+    if image.ndim != 2 or not image.has_geometry or image.is_color or image.source_format not in ("nifti", "nrrd"):
+        return False
+    if orientation_unknown(image):
+        return False
+    from nibabel import orientations as no
+
+    return int(no.io_orientation(np.asarray(image.affine, dtype=float))[2, 0]) == 2
+
+
 def canonicalize(image: MedImage, orient_net=None, cfg: TextConfig | None = None,
                  memo: dict | None = None) -> Canonical:
     """The input in the canonical (radiological, RAS-display) orientation the models learned, and the way back.
     ``memo``: the image classifier's answer, shared with the caller."""
     cfg = cfg or TextConfig()
-    if image.has_geometry and (image.ndim == 3 or image.source_format.startswith("dicom")) \
+    header_2d = _axial_slice_with_header(image)
+    if image.has_geometry and (image.ndim == 3 or image.source_format.startswith("dicom") or header_2d) \
             and not (image.ndim == 3 and orientation_unknown(image)):
-        if image.ndim == 2:
+        if image.ndim == 2 and not header_2d:
             return Canonical(image, lambda a: a, {"method": "as stored (DICOM picture)", "transform": "identity"})
         from nibabel import orientations as no
 
