@@ -129,7 +129,7 @@ def _run_prompts(path: Path, out: Path, prompts, texts, overlay, propagate, devi
             typer.echo(f"medground: warning: no model was trained on {', '.join(untrained)}: the grounding head's "
                        "answer for it is a zero-shot guess (see `medground terms`)", err=True)
         for r in text_results:
-            if r.info.get("training_slices"):
+            if r.info.get("training_slices") or r.info.get("learned_from"):
                 typer.echo(f"medground: warning: {r.name}: {r.info['warning']}", err=True)
             if r.info.get("not_assessed"):
                 typer.echo(f"medground: warning: {r.name}: not assessed: {r.info['not_assessed']}", err=True)

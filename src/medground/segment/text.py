@@ -887,6 +887,19 @@ def image_family(image: MedImage, memo: dict) -> tuple[str | None, float]:
     return (best, p[best]) if p[best] > 0.5 else (None, p[best])
 
 
+def cross_sectional_modality(image: MedImage, memo: dict, min_prob: float = 0.75) -> str | None:
+    """"CT" or "MR" for a cross-sectional image: its modality tag (DICOM, or CT guessed from Hounsfield units), else
+    what the image classifier takes it for with probability >= ``min_prob``; None when neither says."""
+    if image.modality in ("CT", "MR"):
+        return image.modality
+    c = _classified(image, memo)
+    if c.get("warning"):
+        return None
+    pm = c.get("probabilities", {}).get("modality", {})
+    best = max(("CT", "MRI"), key=lambda k: float(pm.get(k, 0.0)))
+    return ("MR" if best == "MRI" else "CT") if float(pm.get(best, 0.0)) >= min_prob else None
+
+
 def _kinds(modalities) -> str:
     """Registry modality codes in words: "CT, MR and radiograph"."""
     kinds = sorted({"XR": "radiograph", "ES": "endoscopy", "XC": "photograph"}.get(m, m) for m in modalities)
@@ -1225,15 +1238,19 @@ def _carve(per_term: dict, carve: dict) -> None:
 
 
 def _assemble(image: MedImage, prompts: list[str], resolved: list, per_term: dict, heads: dict,
-              canon, stand_ins: list[dict] | None = None, family: str | None = None) -> list[SegmentationResult]:
-    """One result per prompt: the union of its terms' masks in the input's grid."""
+              canon, stand_ins: list[dict] | None = None, family: str | None = None,
+              modality: str | None = None) -> list[SegmentationResult]:
+    """One result per prompt: the union of its terms' masks in the input's grid. ``modality``: "CT" or "MR" when
+    the cross-sectional image is known to be one (an organ-head term learned only from the other is flagged)."""
     shape = image.data.shape[:3]
     trained = getattr(heads["organs"], "term_ids", None)
     trained = None if trained is None else set(trained)
-    from medground.segment.vocab import WEAK_SLICES, training_slices, weak_finding
+    from medground.segment.vocab import WEAK_SLICES, training_slices, training_slices_by_modality, weak_finding
 
     slices_seen = (training_slices("grounding", FAMILY_MODALITIES.get(family)) if heads["organs"] is not None
                    and trained is not None else {})  # in this kind of image (all kinds when it is not known)
+    by_modality = (training_slices_by_modality("grounding") if modality and family == "cross-sectional"
+                   and heads["organs"] is not None and trained is not None else {})
     results = []
     for prompt, res, standing in zip(prompts, resolved, stand_ins or [{}] * len(prompts)):
         parts = [per_term[t.id] for t in res.terms]
@@ -1278,6 +1295,9 @@ def _assemble(image: MedImage, prompts: list[str], resolved: list, per_term: dic
                 entry["trained"] = False  # the head never saw this term: its answer is zero-shot
             if pt["head"] == "organs" and 0 < slices_seen.get(t.id, WEAK_SLICES) < WEAK_SLICES:
                 entry["training_slices"] = slices_seen[t.id]
+            taught = {m: n for m, n in by_modality.get(t.id, {}).items() if n > 0 and m in ("CT", "MR")}
+            if pt["head"] == "organs" and taught and modality not in taught:
+                entry["learned_from"] = sorted(taught)  # e.g. the pancreas (CT only) asked of an MR
             if pt["head"] == "findings":  # few slices showing it, a poor held-out score: absent or present, weak
                 wf = weak_finding(t.id, FAMILY_MODALITIES.get(family))
                 if wf:
@@ -1301,6 +1321,12 @@ def _assemble(image: MedImage, prompts: list[str], resolved: list, per_term: dic
                                      f"{e['heldout_dice']:.2f}" for e in weak if e["heldout_dice"] is not None) + ")"
                                     if findings_weak else "")
                                  + ": a weak answer, confidence capped at 0.5")
+        other = [e for e in terms if e.get("learned_from")]
+        if other and len(other) == len(terms) and not r.info.get("warning"):  # never validated on this modality
+            r.confidence = min(r.confidence, 0.5)
+            r.info["learned_from"] = sorted({m for e in other for m in e["learned_from"]})
+            r.info["warning"] = (f"learned from {_kinds(r.info['learned_from'])} images only, asked of {modality}: "
+                                 f"{'drawn' if present else 'absent'} is not validated here, confidence capped at 0.5")
         if all(e.get("trained") is False for e in terms):  # a zero-shot guess is no better than even odds
             r.confidence = min(r.confidence, 0.5)
             r.info["warning"] = "no model was trained on this structure: a zero-shot guess, confidence capped at 0.5"
@@ -1513,7 +1539,9 @@ def segment_text(image: MedImage, prompts: list[str], device: str = "cpu", progr
     _carve(per_term, carve)
     if lateral_probe:
         _check_lateral(per_term, lateral_probe, image, cfg, memo, extra)
-    results = _assemble(image, prompts, resolved, per_term, heads, canon, stand_ins, image_family(image, memo)[0])
+    family = image_family(image, memo)[0]
+    results = _assemble(image, prompts, resolved, per_term, heads, canon, stand_ins, family,
+                        cross_sectional_modality(image, memo) if family == "cross-sectional" else None)
     extra = {**extra, "orientation": canon.info, **({"contrast": contrast} if contrast else {}),
              "slice_sampling": {"mode": "all" if step == 1 else "adaptive", "slices": int(Z),
                                 "slices_encoded": int(encoded.sum()), "first_step": int(step)},
