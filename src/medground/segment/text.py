@@ -114,6 +114,10 @@ class TextConfig:
     # this probability is reported absent, its mask empty (findings.json: "absent_because"). Head probability: brain
     # MR 0.94-0.98, a head CT 0.71; val/test BTCV <= 0.19, CHAOS <= 0.32, ACDC <= 0.54, radiographs <= 0.05. None: off
     head_region_gate: float | None = 0.9
+    # ... unless the image's geometry shows a body wider than this (mm, patient left to right, the median over
+    # slices of the middle half): an adult head is ~140-170 mm wide, an abdomen 300-400 (TotalSegmentator's
+    # abdominal MR, not fat-suppressed, is "head" 0.74 to the classifier). None: the classifier alone.
+    head_max_width_mm: float | None = 230.0
     # an organ-head term asked of a kind of image the head never learned it from (radiographs vs CT / MR; the head
     # learned no organ from ultrasound, endoscopy or photographs) is not drawn: present false, confidence 0.5,
     # "not assessed" (findings.json: "absent_because"), for the head's answer there is a guess by position (on
@@ -842,7 +846,43 @@ def _out_of_region(tids: list[str], image: MedImage, cfg: TextConfig, onto, memo
     p = _head_probability(c)
     if c.get("warning") or p < cfg.head_region_gate:
         return {}
+    if _too_wide_for_a_head(image, cfg):
+        return {}  # whatever it looks like
     return {t: {"image_region": "head", "probability": round(p, 3), "term_region": onto.get(t).region} for t in body}
+
+
+def _too_wide_for_a_head(image: MedImage, cfg: TextConfig) -> bool:
+    width = body_width_mm(image) if cfg.head_max_width_mm is not None else None
+    return width is not None and width > cfg.head_max_width_mm
+
+
+def body_width_mm(image: MedImage, n: int = 5) -> float | None:
+    """The body's width from the patient's right to left (mm, world coordinates): the largest foreground component
+    (CT: above -500 HU; otherwise above a tenth of the 0.5-99.5 percentile range) of up to ``n`` axial slices of
+    the middle half, the median. None without a trusted geometry (pictures, an identity affine) or foreground."""
+    from scipy import ndimage
+
+    if not image.has_geometry or image.is_color or (image.ndim == 3 and orientation_unknown(image)):
+        return None
+    a = np.asarray(image.data)
+    aff = np.asarray(image.affine, dtype=float)
+    ax = int(np.argmax(np.abs(aff[2, :3])))  # the array axis that runs head to foot
+    Z = a.shape[ax]
+    widths = []
+    for k in sorted({int(v) for v in np.linspace(0.25 * (Z - 1), 0.75 * (Z - 1), n)}):
+        sl = np.take(a, k, axis=ax).astype(np.float32)
+        if image.modality == "CT":
+            fg = sl > -500
+        else:
+            lo, hi = np.percentile(sl, [0.5, 99.5])
+            fg = sl > lo + 0.1 * (hi - lo)
+        lab, m = ndimage.label(fg)
+        if m == 0:
+            continue
+        ijk = np.insert(np.array(np.nonzero(lab == np.argmax(np.bincount(lab.ravel())[1:]) + 1)), ax, k, axis=0)
+        wx = aff[0, :3] @ ijk + aff[0, 3]
+        widths.append(float(wx.max() - wx.min()))
+    return float(np.median(widths)) if widths else None
 
 
 def hu_ct(image: MedImage) -> bool:
@@ -1020,7 +1060,7 @@ def _check_contrast(image: MedImage, cimg: MedImage, pred: SlicePredictor, g, te
         head = _head_probability(c)
         if c.get("warning") or (image.modality != "MR" and modality != "MRI"):
             return {}
-        if cfg.head_region_gate is not None and head >= cfg.head_region_gate:
+        if cfg.head_region_gate is not None and head >= cfg.head_region_gate and not _too_wide_for_a_head(image, cfg):
             return {}  # a head: the organ head's body terms are gated anyway
     inv = invert_within_body(cimg)
     if inv is cimg:
