@@ -127,3 +127,25 @@ def test_a_real_t1_abdomen_slice_is_read_inverted(shared_data, tmp_path):
     on, extra = liver_dice("auto")
     assert extra["contrast"]["used"] == "inverted"
     assert on > 0.85 and off < 0.3
+
+
+def test_the_check_reads_the_image_not_the_prompt(shared_data):
+    """TotalSegmentator's T1 MR volume: "liver" alone was read inverted (liver found), but "liver, pancreas, left
+    kidney" was read as acquired (the pancreas, learned from CT only, dragged the asked terms' mean) and drew 8 mL of
+    liver. The check now scores a fixed set of organs learned from MR, whatever is asked."""
+    nib = pytest.importorskip("nibabel")
+
+    import medground
+    from medground.models.grounding import load_grounding
+    from medground.segment.text import mr_probe_terms, segment_text
+
+    f, seg = shared_data / "totalsegmentator" / "example_mr_sm.nii.gz", shared_data / "totalsegmentator" / "example_seg_mr.nii.gz"
+    if not f.exists() or not seg.exists():
+        pytest.skip("TotalSegmentator MR example not in the shared data")
+    assert {"liver", "spleen", "kidney_left", "left_ventricle"} <= set(mr_probe_terms(load_grounding()))
+    assert "pancreas" not in mr_probe_terms(load_grounding())
+    img = medground.load(f)
+    ref = np.asarray(nib.load(str(seg)).dataobj) == 5  # liver
+    (liver, _, _), extra = segment_text(img, ["liver", "pancreas", "left kidney"])
+    assert extra["contrast"]["used"] == "inverted"
+    assert 2 * (liver.mask & ref).sum() / (liver.mask.sum() + ref.sum()) > 0.8

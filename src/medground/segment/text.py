@@ -219,11 +219,13 @@ class TextConfig:
     whole: Any = "auto"
     # MR grey scale (medground.segment.contrast): the organ head learned abdominal MR from fat-suppressed T2 and cardiac
     # MR from cine; on an image the classifier takes for MR (and not for the head), a few probe slices are scored
-    # as acquired and with their grey values inverted inside the body, and the inverse is used when the asked
-    # organs' presence (mean over the probe slices and terms) is higher by contrast_margin and reaches contrast_min
-    # (findings.json: "contrast"). "auto": that check; "off": as acquired; "inverted": always inverted. Chosen on
-    # CHAOS / ACDC val+test volumes as acquired (inverse lower by 0.34-0.96) and inverted (higher by 0.31-0.72) and
-    # the one real T1 abdomen at hand (TotalSegmentator's MR example, +0.25); benchmarks/results/contrast.md
+    # as acquired and with their grey values inverted inside the body, and the inverse is used when the presence of
+    # the organs learned from MR (``mr_probe_terms``: liver, spleen, kidneys, heart chambers, whatever is asked; mean
+    # over the probe slices and those terms) is higher by contrast_margin and reaches contrast_min (findings.json:
+    # "contrast"). "auto": that check; "off": as acquired; "inverted": always inverted. Chosen (with the asked terms,
+    # session 11) on CHAOS / ACDC val+test volumes as acquired (inverse lower by 0.34-0.96) and inverted (higher by
+    # 0.31-0.72) and the one real T1 abdomen at hand (TotalSegmentator's MR example, +0.25); re-measured with the
+    # fixed probe set in session 23: benchmarks/results/contrast_probe.md
     contrast_check: str = "auto"
     contrast_margin: float = 0.15
     contrast_min: float = 0.4
@@ -1042,6 +1044,18 @@ def _domain_decoders(plans: dict, cimg: MedImage, pred: SlicePredictor, cfg: Tex
 NOT_MR = {"CT", "CR", "DX", "MG", "XA", "RF", "US", "XC", "PT", "NM", "ES", "SM", "OP"}
 
 
+def mr_probe_terms(g) -> list[str]:
+    """The organ-head terms the contrast check looks for: those learned from at least ``WEAK_SLICES`` MR training
+    slices (liver, spleen, kidneys, the heart's chambers), whatever the prompt asks: with the asked terms instead,
+    "liver, pancreas, left kidney" left TotalSegmentator's T1 MR as acquired (the pancreas, learned from CT only,
+    dragged the mean) and drew 8 mL of liver, while "liver" alone inverted it and drew 588 mL."""
+    from medground.segment.vocab import WEAK_SLICES, training_slices_by_modality
+
+    known = set(getattr(g, "term_ids", []) or [])
+    return sorted(t for t, by in training_slices_by_modality("grounding").items()
+                  if by.get("MR", 0) >= WEAK_SLICES and t in known)
+
+
 def _check_contrast(image: MedImage, cimg: MedImage, pred: SlicePredictor, g, temb: torch.Tensor | None,
                     cfg: TextConfig, memo: dict) -> dict:
     """Grey scale as acquired or inverted inside the body (``TextConfig.contrast_check``, medground.segment.contrast):
@@ -1072,19 +1086,23 @@ def _check_contrast(image: MedImage, cimg: MedImage, pred: SlicePredictor, g, te
     Z = cimg.shape[2]
     n = max(1, min(cfg.contrast_probe_slices, Z))
     zs = sorted({int(round(v)) for v in np.linspace(0.1 * (Z - 1), 0.9 * (Z - 1), n)})
+    probe = mr_probe_terms(g)
+    pemb = torch.stack([v for v in g.term_vectors(probe).values()]).to(temb.device) if probe else temb
     seen = {}
     for name, p in (("as acquired", pred), ("inverted", pinv)):
         p.prepare(zs)
         with torch.inference_mode():
             emb = torch.cat([p.embedding(z) for z in zs])
-            _, logits = g.head(emb, temb)
+            _, logits = g.head(emb, pemb)
+        # the mean over the probe slices and the probe organs: the image's grey scale, not the prompt's
         seen[name] = round(float(torch.sigmoid(logits).mean()), 3)
     better = (seen["inverted"] >= seen["as acquired"] + cfg.contrast_margin and seen["inverted"] >= cfg.contrast_min)
     info.update({"used": "inverted" if better else "as acquired", "checked": True, "probe_slices": len(zs),
                  "organ_presence": seen,
-                 "why": "the asked organs are clearer with grey values inverted inside the body (e.g. a T1-weighted "
-                        "image; the organ head learned fat-suppressed T2 and cine MR)" if better else
-                        "the asked organs are at least as clear as acquired"})
+                 "probe_terms": probe,
+                 "why": "the organs learned from MR are clearer with grey values inverted inside the body (e.g. a "
+                        "T1-weighted image; the organ head learned fat-suppressed T2 and cine MR)" if better else
+                        "the organs learned from MR are at least as clear as acquired"})
     if better:
         info.update({"_image": inv, "_predictor": pinv})
     return info
