@@ -848,13 +848,18 @@ def _out_of_region(tids: list[str], image: MedImage, cfg: TextConfig, onto, memo
     p = _head_probability(c)
     if c.get("warning") or p < cfg.head_region_gate:
         return {}
-    if _too_wide_for_a_head(image, cfg):
+    if _too_wide_for_a_head(image, cfg, {} if memo is None else memo):
         return {}  # whatever it looks like
     return {t: {"image_region": "head", "probability": round(p, 3), "term_region": onto.get(t).region} for t in body}
 
 
-def _too_wide_for_a_head(image: MedImage, cfg: TextConfig) -> bool:
-    width = body_width_mm(image) if cfg.head_max_width_mm is not None else None
+def _too_wide_for_a_head(image: MedImage, cfg: TextConfig, memo: dict) -> bool:
+    """``TextConfig.head_max_width_mm``; the width is measured once per segment call (``memo``)."""
+    if cfg.head_max_width_mm is None:
+        return False
+    if "body_width_mm" not in memo:
+        memo["body_width_mm"] = body_width_mm(image)
+    width = memo["body_width_mm"]
     return width is not None and width > cfg.head_max_width_mm
 
 
@@ -862,8 +867,6 @@ def body_width_mm(image: MedImage, n: int = 5) -> float | None:
     """The body's width from the patient's right to left (mm, world coordinates): the largest foreground component
     (CT: above -500 HU; otherwise above a tenth of the 0.5-99.5 percentile range) of up to ``n`` axial slices of
     the middle half, the median. None without a trusted geometry (pictures, an identity affine) or foreground."""
-    from scipy import ndimage
-
     if not image.has_geometry or image.is_color or (image.ndim == 3 and orientation_unknown(image)):
         return None
     a = np.asarray(image.data)
@@ -878,10 +881,10 @@ def body_width_mm(image: MedImage, n: int = 5) -> float | None:
         else:
             lo, hi = np.percentile(sl, [0.5, 99.5])
             fg = sl > lo + 0.1 * (hi - lo)
-        lab, m = ndimage.label(fg)
-        if m == 0:
+        body = largest_component(fg)
+        if not body.any():
             continue
-        ijk = np.insert(np.array(np.nonzero(lab == np.argmax(np.bincount(lab.ravel())[1:]) + 1)), ax, k, axis=0)
+        ijk = np.insert(np.array(np.nonzero(body)), ax, k, axis=0)
         wx = aff[0, :3] @ ijk + aff[0, 3]
         widths.append(float(wx.max() - wx.min()))
     return float(np.median(widths)) if widths else None
@@ -1074,7 +1077,8 @@ def _check_contrast(image: MedImage, cimg: MedImage, pred: SlicePredictor, g, te
         head = _head_probability(c)
         if c.get("warning") or (image.modality != "MR" and modality != "MRI"):
             return {}
-        if cfg.head_region_gate is not None and head >= cfg.head_region_gate and not _too_wide_for_a_head(image, cfg):
+        if cfg.head_region_gate is not None and head >= cfg.head_region_gate \
+                and not _too_wide_for_a_head(image, cfg, memo):
             return {}  # a head: the organ head's body terms are gated anyway
     inv = invert_within_body(cimg)
     if inv is cimg:
