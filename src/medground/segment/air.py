@@ -159,3 +159,119 @@ def _lung_masks_ras(a: np.ndarray, affine: np.ndarray, cfg: AirConfig | None = N
             **({"min_area_mm2": cfg.min_area_mm2} if Z == 1 else {"min_ml": cfg.min_ml}),
             "components_kept": kept, "components_dropped_as_gas_or_other": dropped[:10]}
     return masks, info
+
+
+# --------------------------------------------------------------------------- pictures (8-bit, window unknown)
+@dataclass
+class PictureAirConfig:
+    """The lungs on an 8-bit picture of a CT slice (PNG / JPEG, a figure, a screenshot), whose window is unknown.
+
+    Only a **lung window** is read: the picture's bright class (above its Otsu threshold: soft tissue, fat, bone)
+    has its median at or above ``min_tissue_grey`` (a lung window puts muscle at ~0.9 of the grey range; a
+    soft-tissue or mediastinal window at ~0.4-0.5, where air, lung and gas are all clipped to black and cannot be
+    told apart: there the lungs are not assessed). Then, as the Hounsfield rule does:
+
+    1. dark = below the Otsu threshold; the dark regions touching the picture's border are the air around the body
+       (or the figure's padding) and are dropped; the air's grey is theirs (the padding at the picture's minimum
+       left out), else the darkest inside the body;
+    2. a dark region inside the body is lung when it covers at least ``min_frac`` of the body (in-plane; one that
+       touches the border, a lung cut by the picture's edge, at least ``border_min_frac`` of the picture) and its
+       median lies ``min_rel`` to ``max_rel`` of the way from the air's grey to the threshold: aerated lung with its
+       vessels is a little lighter than air (0.3-0.6 of the way on TotalSegmentator's CT through a -600 / 1500
+       window), gas in the bowel or the stomach is air (0.02-0.06);
+    3. regions smaller than ``min_of_largest`` of the largest kept one are dropped; the holes inside a lung
+       (vessels, nodules, opacities) are filled;
+    4. left and right: the picture is in the canonical display orientation (the patient's left on the image's
+       right); each lung pixel goes to the side of the body's midline it lies on."""
+    min_tissue_grey: float = 0.7
+    min_rel: float = 0.08
+    border_min_rel: float = 0.12
+    max_rel: float = 0.3
+    min_frac: float = 0.01
+    border_min_frac: float = 0.05
+    min_of_largest: float = 0.1
+
+
+def _otsu(g: np.ndarray) -> float:
+    h, _ = np.histogram(g, bins=256, range=(0.0, 1.0))
+    p = h / max(1, h.sum())
+    w = np.cumsum(p)
+    mu = np.cumsum(p * np.arange(256))
+    between = (mu[-1] * w - mu) ** 2 / (w * (1.0 - w) + 1e-12)
+    return (float(np.argmax(between)) + 0.5) / 256.0
+
+
+def picture_lung_masks(grey: np.ndarray, cfg: PictureAirConfig | None = None) -> tuple[dict[str, np.ndarray] | None, dict]:
+    """term id -> mask (``lung_left``, ``lung_right``, ``lung``) on a 2D picture ``grey`` (X, Y) scaled to [0, 1],
+    given in the canonical display orientation (X grows toward the patient's left), and what was found; the masks
+    are None when the picture is not in a lung window (``PictureAirConfig``: not assessed). No learned model."""
+    from scipy import ndimage
+
+    cfg = cfg or PictureAirConfig()
+    g = np.asarray(grey, dtype=np.float32)
+    if g.ndim != 2 or g.size == 0:
+        raise ValueError("picture_lung_masks takes one 2D grey picture")
+    t = _otsu(g)
+    bright = g >= t
+    tissue = float(np.median(g[bright])) if bright.any() else 0.0
+    info: dict = {"method": "dark regions inside the body of an 8-bit picture in a lung window (no learned model)",
+                  "otsu_threshold": round(t, 3), "tissue_grey": round(tissue, 3)}
+    if tissue < cfg.min_tissue_grey:
+        info["lung_window"] = False
+        info["why"] = (f"the picture is not in a lung window (soft tissue at {tissue:.2f} of the grey range, below "
+                       f"{cfg.min_tissue_grey}): air, lung and gas are alike there")
+        return None, info
+    info["lung_window"] = True
+    empty = {k: np.zeros(g.shape, dtype=bool) for k in LUNG_TERMS}
+    dark = g < t
+    lab, n = ndimage.label(dark)
+    if n == 0:
+        info["components_kept"] = []
+        return empty, info
+    edge = np.unique(np.concatenate([lab[0], lab[-1], lab[:, 0], lab[:, -1]]))
+    edge = set(int(e) for e in edge[edge > 0])
+    touching = np.isin(lab, list(edge))
+    # the air's grey: the low end of what touches the border (the figure's padding at the picture's minimum left
+    # out; a lung cut by the picture's edge is lighter), else the darkest inside the body
+    out_vals = g[touching & (g > float(g.min()) + 1.5 / 255)]
+    air = float(np.percentile(out_vals, 10)) if out_vals.size >= 0.002 * g.size else \
+        float(np.percentile(g[dark & ~touching], 1)) if (dark & ~touching).any() else float(g.min())
+    info["air_grey"] = round(air, 3)
+    sizes = np.bincount(lab.reshape(-1), minlength=n + 1)[1:]
+    rel_of = {}
+    for i in range(1, n + 1):
+        if sizes[i - 1] >= 0.002 * g.size:
+            rel_of[i] = (float(np.median(g[lab == i])) - air) / max(tissue - air, 1e-6)
+    # a region touching the border is the air around the body unless it reads as lung (a lung cut by the edge)
+    cut = [i for i in edge if cfg.border_min_rel <= rel_of.get(i, 0.0) <= cfg.max_rel
+           and sizes[i - 1] >= cfg.border_min_frac * g.size]
+    outside = np.isin(lab, [i for i in edge if i not in cut])
+    body = ~outside
+    body_px = int(body.sum())
+    X = g.shape[0]
+    mid = float(np.median(np.nonzero(body)[0])) if body_px else X / 2.0
+    cand = []
+    for i in range(1, n + 1):
+        if sizes[i - 1] < cfg.min_frac * max(body_px, 1) or (i in edge and outside[lab == i].any()):
+            continue
+        comp = lab == i
+        rel = rel_of.get(i, 0.0)
+        c = {"share_of_body": round(float(sizes[i - 1]) / max(body_px, 1), 4), "relative_grey": round(rel, 3),
+             "side": "left" if float(np.nonzero(comp)[0].mean()) > mid else "right",
+             "touches_border": i in edge, "_id": int(i)}
+        c["_ok"] = cfg.min_rel <= rel <= cfg.max_rel
+        cand.append(c)
+    ok = [c for c in cand if c["_ok"]]
+    if ok:
+        top = max(c["share_of_body"] for c in ok)
+        ok = [c for c in ok if c["share_of_body"] >= cfg.min_of_largest * top]
+    ilab = lab
+    lungs = np.zeros(g.shape, dtype=bool)
+    for c in ok:
+        lungs |= ndimage.binary_fill_holes(ilab == c["_id"])
+    left = lungs & (np.arange(X)[:, None] > mid)
+    info["body_midline_x"] = round(mid, 1)
+    info["components_kept"] = [{k: v for k, v in c.items() if not k.startswith("_")} for c in ok]
+    info["components_dropped_as_gas_or_other"] = [{k: v for k, v in c.items() if not k.startswith("_")}
+                                                  for c in cand if c not in ok][:10]
+    return {"lung_left": left, "lung_right": lungs & ~left, "lung": lungs}, info

@@ -23,8 +23,9 @@ import torch
 import torch.nn.functional as F
 
 from medground.io.image import MedImage, orientation_unknown
+from medground.io.intensity import to_unit_range
 from medground.models.orientation import INVERSE, NAMES, dihedral
-from medground.segment.air import LUNG_TERMS, lung_masks, looks_like_hu
+from medground.segment.air import LUNG_TERMS, lung_masks, looks_like_hu, picture_lung_masks
 from medground.segment.atlas import is_atlas_term, segment_atlas
 from medground.segment.engine import SegmentationResult, _unit_gray, components, largest_component
 from medground.segment.predictor import MODEL_SIZE, SlicePredictor
@@ -128,6 +129,9 @@ class TextConfig:
     # the lungs of a CT in Hounsfield units are found by their air (medground.segment.air), not by the organ head,
     # which learned them from radiographs only. False: the family gate then reports them not assessed
     ct_lungs_by_air: bool = True
+    # the lungs on an 8-bit picture of a CT slice (PNG / JPEG, classified CT) in a lung window, by their air
+    # (medground.segment.air.picture_lung_masks); other windows, or False: the family gate reports them not assessed
+    picture_lungs_by_air: bool = True
     # a radiograph whose whole-lung mask is one lung field across the middle of the picture (one component holding
     # at least lateral_min_share of the mask, its centre within lateral_centre of the middle, at least lateral_width
     # of the picture wide) is a lateral view: the left and right lungs overlap there and the heart and clavicles were
@@ -945,6 +949,21 @@ def cross_sectional_modality(image: MedImage, memo: dict, min_prob: float = 0.75
     return ("MR" if best == "MRI" else "CT") if float(pm.get(best, 0.0)) >= min_prob else None
 
 
+def ct_picture(image: MedImage, memo: dict) -> bool:
+    """A picture (one slice) of a CT: tagged CT, or cross-sectional to the image classifier (its CT / MR / PET
+    classes together above half) with CT at least as likely as MR (JPEG figures of chest CT in a lung window are often
+    CT 0.45-0.7 / MR 0.2-0.5 to it)."""
+    if image.shape[2] != 1:
+        return False
+    if image.modality == "CT":
+        return True
+    fam, _ = image_family(image, memo)
+    if fam != "cross-sectional" or image.modality not in ("OT", "", None):
+        return False
+    pm = _classified(image, memo).get("probabilities", {}).get("modality", {})
+    return float(pm.get("CT", 0.0)) >= float(pm.get("MRI", 0.0))
+
+
 def _kinds(modalities) -> str:
     """Registry modality codes in words: "CT, MR and radiograph"."""
     kinds = sorted({"XR": "radiograph", "ES": "endoscopy", "XC": "photograph"}.get(m, m) for m in modalities)
@@ -1333,7 +1352,8 @@ def _assemble(image: MedImage, prompts: list[str], resolved: list, per_term: dic
         for t in res.terms:
             pt = per_term[t.id]
             src = (pt["atlas"] + " atlas (registration)" if pt["head"] == "atlas" else
-                   "CT air rule (Hounsfield units, no learned model)" if pt["head"] == "air" else heads[pt["head"]].name)
+                   "CT air rule (lung window of a picture, no learned model)" if pt["head"] == "air" and pt.get("picture")
+                   else "CT air rule (Hounsfield units, no learned model)" if pt["head"] == "air" else heads[pt["head"]].name)
             entry = {"id": t.id, "name": t.name, "present": pt["present"],
                      "presence_probability": round(pt["presence"], 4), "grounding_head": src}
             if pt.get("too_short"):  # drawn, then judged too short to be this structure
@@ -1459,6 +1479,21 @@ def segment_text(image: MedImage, prompts: list[str], device: str = "cpu", progr
                            "iou": 1.0, "present": found, "head": "air", "input_grid": True}
             route[t] = "air"
         extra["lungs_by_air"] = info
+    memo: dict = {}  # the image classifier's answer, asked once
+    canon = None
+    air_ids = [t for t in route if t in LUNG_TERMS and route[t] == "organs"]
+    if air_ids and cfg.picture_lungs_by_air and image.shape[2] == 1 and not hu_ct(image) \
+            and ct_picture(image, memo):  # an 8-bit picture of a CT slice, read when it is in a lung window
+        canon = canonicalize(image, g.orientation, cfg, memo)
+        masks, info = picture_lung_masks(to_unit_range(canon.image, z=0))
+        extra["lungs_by_air"] = info
+        for t in air_ids if masks is not None else ():
+            m = np.asarray(canon.back(masks[t][:, :, None]), dtype=bool).reshape(image.shape)
+            found = bool(m.any())
+            per_term[t] = {"mask": m, "presence": AIR_CONFIDENCE[0] if found else 1 - AIR_CONFIDENCE[1],
+                           "iou": 1.0, "present": found, "head": "air", "input_grid": True, "picture": True}
+            route[t] = "air"
+        info["orientation"] = canon.info  # left / right were read in this view
     heads = {"organs": g, "findings": fb}
     used = [h for h in ("organs", "findings") if h in route.values()]
     if not used:  # atlas / air terms only: no slice encoding needed
@@ -1466,8 +1501,7 @@ def segment_text(image: MedImage, prompts: list[str], device: str = "cpu", progr
                                                              ("CT air rule", "air")) if h in route.values())
         return _assemble(image, prompts, resolved, per_term, heads, None, stand_ins), extra
     term_vecs = {h: heads[h].term_vectors([t for t in route if route[t] == h], onto) for h in used}
-    memo: dict = {}  # the image classifier's answer, asked once
-    canon = canonicalize(image, g.orientation, cfg, memo)
+    canon = canon or canonicalize(image, g.orientation, cfg, memo)
     cimg = canon.image
     pred = SlicePredictor(cimg, model=model, device=device, batch_size=cfg.batch_size, progress=progress)
     X, Y, Z = cimg.shape
