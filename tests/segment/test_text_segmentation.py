@@ -174,3 +174,32 @@ def test_restacked_slices_under_a_borrowed_affine_are_turned_by_anatomy(shared_d
     assert _dice(res[0].mask, lab == 2) > 0.8 and _dice(res[1].mask, lab == 3) > 0.8
     res_off, _ = segment_text(image, ["right kidney", "left kidney"], cfg=TextConfig(header_check_min_prob=None))
     assert _dice(res_off[0].mask, lab == 2) < 0.5  # trusting the header alone fails on this volume
+
+
+@needs_model
+def test_the_radiograph_refinement_network_draws_the_clavicles_on_unseen_radiographs(shared_data):
+    """The packaged chest radiograph refinement network (models/weights/refine_cxr.pt, trained on the JSRT training
+    patients) draws the clavicles, the source their calibration chose: on four test patients closer to the SCR
+    references than the head's heat map; the lungs keep the decoder (the network scored lower on them on val)."""
+    from PIL import Image
+
+    import medground
+    from medground.segment.text import TextConfig, segment_text
+
+    root = shared_data / "jsrt-cxr"
+    prompts = ["left clavicle", "right clavicle", "left lung"]
+    ours, theirs = [], []
+    for pid in ("JPCLN011", "JPCLN019", "JPCLN025", "JPCLN026"):
+        img = medground.load(root / "images" / f"{pid}.jpg")
+        res, extra = segment_text(img, prompts)
+        assert extra["mask_refinement"] == {"terms": ["clavicle_left", "clavicle_right"],
+                                            "network": ["medground-refine-cxr"]}
+        heat, extra_h = segment_text(img, prompts, cfg=TextConfig(mask_from={"clavicle_left": "heat",
+                                                                             "clavicle_right": "heat"}))
+        assert "mask_refinement" not in extra_h
+        for k, side in enumerate(("left", "right")):
+            ref = (np.asarray(Image.open(root / "masks" / f"{side}_clavicle" / f"{pid}.png")).T > 127)
+            ref = ref.reshape(res[k].mask.shape)
+            ours.append(_dice(res[k].mask, ref))
+            theirs.append(_dice(heat[k].mask, ref))
+    assert min(ours) > 0.6 and np.mean(ours) > np.mean(theirs) + 0.03
