@@ -174,7 +174,8 @@ class PictureAirConfig:
     1. dark = below the Otsu threshold; the dark regions touching the picture's border are the air around the body
        (or the figure's padding) and are dropped; the air's grey is theirs (the padding at the picture's minimum
        left out), else the darkest inside the body;
-    2. a dark region inside the body is lung when it covers at least ``min_frac`` of the body (in-plane; one that
+    2. a dark region inside the body is lung when it covers at least ``min_frac`` of the body and
+       ``min_picture_frac`` of the picture (in-plane; one that
        touches the border, a lung cut by the picture's edge, at least ``border_min_frac`` of the picture) and its
        median lies ``min_rel`` to ``max_rel`` of the way from the air's grey to the threshold: aerated lung with its
        vessels is a little lighter than air (0.3-0.6 of the way on TotalSegmentator's CT through a -600 / 1500
@@ -188,6 +189,7 @@ class PictureAirConfig:
     border_min_rel: float = 0.12
     max_rel: float = 0.3
     min_frac: float = 0.01
+    min_picture_frac: float = 0.002
     border_min_frac: float = 0.05
     min_of_largest: float = 0.1
 
@@ -238,37 +240,34 @@ def picture_lung_masks(grey: np.ndarray, cfg: PictureAirConfig | None = None) ->
         float(np.percentile(g[dark & ~touching], 1)) if (dark & ~touching).any() else float(g.min())
     info["air_grey"] = round(air, 3)
     sizes = np.bincount(lab.reshape(-1), minlength=n + 1)[1:]
-    rel_of = {}
-    for i in range(1, n + 1):
-        if sizes[i - 1] >= 0.002 * g.size:
-            rel_of[i] = (float(np.median(g[lab == i])) - air) / max(tissue - air, 1e-6)
+
+    def rel(i: int) -> float:  # the region's median grey, from the air's (0) to the soft tissue's (1)
+        return (float(np.median(g[lab == i])) - air) / max(tissue - air, 1e-6)
+
     # a region touching the border is the air around the body unless it reads as lung (a lung cut by the edge)
-    cut = [i for i in edge if cfg.border_min_rel <= rel_of.get(i, 0.0) <= cfg.max_rel
-           and sizes[i - 1] >= cfg.border_min_frac * g.size]
+    cut = {i for i in edge if sizes[i - 1] >= cfg.border_min_frac * g.size
+           and cfg.border_min_rel <= rel(i) <= cfg.max_rel}
     outside = np.isin(lab, [i for i in edge if i not in cut])
-    body = ~outside
-    body_px = int(body.sum())
+    body_px = max(1, int((~outside).sum()))
     X = g.shape[0]
-    mid = float(np.median(np.nonzero(body)[0])) if body_px else X / 2.0
+    mid = float(np.median(np.nonzero(~outside)[0])) if (~outside).any() else X / 2.0
     cand = []
-    for i in range(1, n + 1):
-        if sizes[i - 1] < cfg.min_frac * max(body_px, 1) or (i in edge and outside[lab == i].any()):
+    for i in np.where((sizes >= cfg.min_frac * body_px) & (sizes >= cfg.min_picture_frac * g.size))[0] + 1:
+        i = int(i)
+        if i in edge and i not in cut:
             continue
-        comp = lab == i
-        rel = rel_of.get(i, 0.0)
-        c = {"share_of_body": round(float(sizes[i - 1]) / max(body_px, 1), 4), "relative_grey": round(rel, 3),
-             "side": "left" if float(np.nonzero(comp)[0].mean()) > mid else "right",
-             "touches_border": i in edge, "_id": int(i)}
-        c["_ok"] = cfg.min_rel <= rel <= cfg.max_rel
+        r = rel(i)
+        c = {"share_of_body": round(float(sizes[i - 1]) / body_px, 4), "relative_grey": round(r, 3),
+             "side": "left" if float(np.nonzero(lab == i)[0].mean()) > mid else "right",
+             "touches_border": i in edge, "_id": i, "_ok": cfg.min_rel <= r <= cfg.max_rel}
         cand.append(c)
     ok = [c for c in cand if c["_ok"]]
     if ok:
         top = max(c["share_of_body"] for c in ok)
         ok = [c for c in ok if c["share_of_body"] >= cfg.min_of_largest * top]
-    ilab = lab
     lungs = np.zeros(g.shape, dtype=bool)
     for c in ok:
-        lungs |= ndimage.binary_fill_holes(ilab == c["_id"])
+        lungs |= ndimage.binary_fill_holes(lab == c["_id"])
     left = lungs & (np.arange(X)[:, None] > mid)
     info["body_midline_x"] = round(mid, 1)
     info["components_kept"] = [{k: v for k, v in c.items() if not k.startswith("_")} for c in ok]
