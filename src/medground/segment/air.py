@@ -22,7 +22,9 @@ Known limits: the trachea and main bronchi join the lungs (split at the midline)
 through the lungs (the lung touching the image border) loses them; stool mottled with gas high in the abdomen
 can pass the checks. Measured in benchmarks/README.md (section 4, lungs on CT).
 
-Only for volumes (and single slices) whose grey values look like Hounsfield units (``looks_like_hu``).
+``lung_masks``: volumes (and single slices) whose grey values look like Hounsfield units (``looks_like_hu``).
+``picture_lung_masks``: an 8-bit picture of a CT slice (a figure, a screenshot), read only when it is in a lung window
+(``PictureAirConfig``); measured in benchmarks/README.md (section 4, lungs on 8-bit pictures of CT slices).
 """
 from __future__ import annotations
 
