@@ -81,7 +81,8 @@ def terms(
         if m not in ("head", "findings"):
             return []
         out = sorted(learned_modalities(tid, "grounding" if m == "head" else "grounding_findings"))
-        return out + (["CT (air rule, Hounsfield units)"] if tid in LUNG_TERMS else [])
+        return out + (["CT (air rule, Hounsfield units)", "CT picture (air rule, lung window)"] if tid in LUNG_TERMS
+                      else [])
 
     def by_cell(tid: str) -> str:
         m, lf = method_of(tid), learned_from(tid)
