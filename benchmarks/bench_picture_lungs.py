@@ -23,15 +23,11 @@ from pathlib import Path
 import numpy as np
 
 
-def _dice(a, b):
-    s = a.sum() + b.sum()
-    return 1.0 if s == 0 else 2.0 * (a & b).sum() / s
-
-
 def main(argv=None):
     import nibabel as nib
     from PIL import Image
 
+    from medground.evaluate.metrics import dice_score as _dice
     from medground.segment.air import picture_lung_masks
 
     ap = argparse.ArgumentParser()

@@ -196,26 +196,19 @@ class PictureAirConfig:
     min_of_largest: float = 0.1
 
 
-def _otsu(g: np.ndarray) -> float:
-    h, _ = np.histogram(g, bins=256, range=(0.0, 1.0))
-    p = h / max(1, h.sum())
-    w = np.cumsum(p)
-    mu = np.cumsum(p * np.arange(256))
-    between = (mu[-1] * w - mu) ** 2 / (w * (1.0 - w) + 1e-12)
-    return (float(np.argmax(between)) + 0.5) / 256.0
-
-
 def picture_lung_masks(grey: np.ndarray, cfg: PictureAirConfig | None = None) -> tuple[dict[str, np.ndarray] | None, dict]:
     """term id -> mask (``lung_left``, ``lung_right``, ``lung``) on a 2D picture ``grey`` (X, Y) scaled to [0, 1],
     given in the canonical display orientation (X grows toward the patient's left), and what was found; the masks
     are None when the picture is not in a lung window (``PictureAirConfig``: not assessed). No learned model."""
     from scipy import ndimage
 
+    from medground.segment.contrast import otsu_threshold
+
     cfg = cfg or PictureAirConfig()
     g = np.asarray(grey, dtype=np.float32)
     if g.ndim != 2 or g.size == 0:
         raise ValueError("picture_lung_masks takes one 2D grey picture")
-    t = _otsu(g)
+    t = otsu_threshold(g.ravel(), 256, (0.0, 1.0))
     bright = g >= t
     tissue = float(np.median(g[bright])) if bright.any() else 0.0
     info: dict = {"method": "dark regions inside the body of an 8-bit picture in a lung window (no learned model)",

@@ -18,8 +18,10 @@ from scipy import ndimage as ndi
 from medground.io.image import MedImage
 
 
-def _otsu(values: np.ndarray, bins: int = 256) -> float:
-    h, e = np.histogram(values, bins)
+def otsu_threshold(values: np.ndarray, bins: int = 256, value_range: tuple[float, float] | None = None) -> float:
+    """Otsu's threshold of ``values`` (a histogram of ``bins`` over ``value_range``, default their own range): the
+    centre of the bin that best splits them in two classes."""
+    h, e = np.histogram(values, bins, range=value_range)
     c = (e[:-1] + e[1:]) / 2
     w = np.cumsum(h).astype(np.float64)
     m = np.cumsum(h * c)
@@ -32,7 +34,7 @@ def body_mask(data: np.ndarray) -> np.ndarray:
     """Voxels inside the body, per slice: above half an Otsu threshold of the volume, closed, holes filled
     (lungs and bowel gas inside the body stay in)."""
     d = np.asarray(data, dtype=np.float32)
-    t = _otsu(d[np.isfinite(d)].ravel())
+    t = otsu_threshold(d[np.isfinite(d)].ravel())
     raw = d > 0.5 * t
     out = np.zeros_like(raw)
     for z in range(d.shape[2]):

@@ -1352,8 +1352,7 @@ def _assemble(image: MedImage, prompts: list[str], resolved: list, per_term: dic
         for t in res.terms:
             pt = per_term[t.id]
             src = (pt["atlas"] + " atlas (registration)" if pt["head"] == "atlas" else
-                   "CT air rule (lung window of a picture, no learned model)" if pt["head"] == "air" and pt.get("picture")
-                   else "CT air rule (Hounsfield units, no learned model)" if pt["head"] == "air" else heads[pt["head"]].name)
+                   f"CT air rule ({pt['air_rule']}, no learned model)" if pt["head"] == "air" else heads[pt["head"]].name)
             entry = {"id": t.id, "name": t.name, "present": pt["present"],
                      "presence_probability": round(pt["presence"], 4), "grounding_head": src}
             if pt.get("too_short"):  # drawn, then judged too short to be this structure
@@ -1470,30 +1469,30 @@ def segment_text(image: MedImage, prompts: list[str], device: str = "cpu", progr
                            "iou": 1.0, "present": bool(ar.masks[t].any()), "head": "atlas", "input_grid": True,
                            "atlas": ar.atlas[t]}
         extra["atlas_registration"] = ar.info
-    air_ids = [t for t in route if t in LUNG_TERMS and route[t] == "organs"]
-    if air_ids and cfg.ct_lungs_by_air and hu_ct(image):  # the lungs of a CT by their air (medground.segment.air)
-        masks, info = lung_masks(image.data, image.affine)  # grey (X, Y, Z): hu_ct refuses colour
-        for t in air_ids:
-            found = bool(masks[t].any())
-            per_term[t] = {"mask": masks[t], "presence": AIR_CONFIDENCE[0] if found else 1 - AIR_CONFIDENCE[1],
-                           "iou": 1.0, "present": found, "head": "air", "input_grid": True}
-            route[t] = "air"
-        extra["lungs_by_air"] = info
     memo: dict = {}  # the image classifier's answer, asked once
     canon = None
+    # the lungs by their air (medground.segment.air): of a CT in Hounsfield units, or of an 8-bit picture of a CT
+    # slice when it is in a lung window
     air_ids = [t for t in route if t in LUNG_TERMS and route[t] == "organs"]
-    if air_ids and cfg.picture_lungs_by_air and image.shape[2] == 1 and not hu_ct(image) \
-            and ct_picture(image, memo):  # an 8-bit picture of a CT slice, read when it is in a lung window
-        canon = canonicalize(image, g.orientation, cfg, memo)
-        masks, info = picture_lung_masks(to_unit_range(canon.image, z=0))
+    hu = bool(air_ids) and hu_ct(image)
+    air, rule = None, None
+    if air_ids and cfg.ct_lungs_by_air and hu:
+        air, info = lung_masks(image.data, image.affine)  # grey (X, Y, Z): hu_ct refuses colour
+        rule = "Hounsfield units"
         extra["lungs_by_air"] = info
-        for t in air_ids if masks is not None else ():
-            m = np.asarray(canon.back(masks[t][:, :, None]), dtype=bool).reshape(image.shape)
-            found = bool(m.any())
-            per_term[t] = {"mask": m, "presence": AIR_CONFIDENCE[0] if found else 1 - AIR_CONFIDENCE[1],
-                           "iou": 1.0, "present": found, "head": "air", "input_grid": True, "picture": True}
-            route[t] = "air"
+    elif air_ids and cfg.picture_lungs_by_air and image.shape[2] == 1 and not hu and ct_picture(image, memo):
+        canon = canonicalize(image, g.orientation, cfg, memo)
+        drawn, info = picture_lung_masks(to_unit_range(canon.image, z=0))
         info["orientation"] = canon.info  # left / right were read in this view
+        rule = "lung window of a picture"
+        extra["lungs_by_air"] = info
+        if drawn is not None:
+            air = {t: np.asarray(canon.back(drawn[t][:, :, None]), dtype=bool).reshape(image.shape) for t in air_ids}
+    for t in air_ids if air is not None else ():
+        found = bool(air[t].any())
+        per_term[t] = {"mask": air[t], "presence": AIR_CONFIDENCE[0] if found else 1 - AIR_CONFIDENCE[1],
+                       "iou": 1.0, "present": found, "head": "air", "input_grid": True, "air_rule": rule}
+        route[t] = "air"
     heads = {"organs": g, "findings": fb}
     used = [h for h in ("organs", "findings") if h in route.values()]
     if not used:  # atlas / air terms only: no slice encoding needed
