@@ -72,6 +72,8 @@ def main(argv=None) -> None:
     ap.add_argument("--weights", default=str(FINDINGS_WEIGHTS))
     ap.add_argument("--out", default=str(ROOT / "benchmarks/results/textseg_findings.md"))
     ap.add_argument("--json", default="/tmp/textseg_findings.json")
+    ap.add_argument("--split", choices=("val", "test"), default="val",
+                    help="test: the pictures' own test split (Kvasir-SEG, PH2) in place of their validation cases")
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
     cfg = yaml.safe_load(Path(a.config).read_text())
@@ -81,7 +83,7 @@ def main(argv=None) -> None:
                           write=False)
     organs = load_grounding()
     findings = load_findings(a.weights)
-    cases = heldout_cases(cfg)
+    cases = heldout_cases(cfg, a.split)
     rows = []
     t0 = time.time()
     from tqdm import tqdm
@@ -111,20 +113,35 @@ def main(argv=None) -> None:
         rows.append(row)
     secs = time.time() - t0
     Path(a.json).write_text(json.dumps(rows, indent=1))
-    write_md(rows, Path(a.out), secs, model, findings)
+    write_md(rows, Path(a.out), secs, model, findings, a)
     print(Path(a.out).read_text())
 
 
-def write_md(rows, out: Path, secs: float, model, findings) -> None:
+def write_md(rows, out: Path, secs: float, model, findings, args=None) -> None:
     names = list(OWN)
+    cmd = "nice -n 10 env OMP_NUM_THREADS=1 python benchmarks/bench_findings.py"
+    if args is not None:
+        from medground.models.grounding import FINDINGS_WEIGHTS
+
+        default = argparse.Namespace(config=str(ROOT / "configs/textseg_findings.yaml"),
+                                     weights=str(FINDINGS_WEIGHTS), split="val")
+        for k in ("config", "weights", "split"):
+            v = getattr(args, k)
+            if k == "split" and v != default.split or k != "split" and Path(v).resolve() != Path(getattr(default, k)).resolve():
+                shown = Path(v).resolve().relative_to(ROOT) if k != "split" and Path(v).resolve().is_relative_to(ROOT) else v
+                cmd += f" --{k} {shown}"
+        cmd += f" --out {out.resolve().relative_to(ROOT) if out.resolve().is_relative_to(ROOT) else out}"
+    per = {n: len({r["case"] for r in rows if r["dataset"] == n}) for n in names}
+    train = (findings.card.get("datasets") or {})
+    trained = ", ".join(f"{n} {train[n].get('train', 0)}" for n in names if n in train)
     L = ["# Text-prompted segmentation of findings (second grounding head)", "",
-         "Command: `nice -n 10 env OMP_NUM_THREADS=1 python benchmarks/bench_findings.py` "
-         "(weights `src/medground/models/weights/grounding_findings.pt`, trained by "
-         "`python -m medground.train.findings --config configs/textseg_findings.yaml`).", "",
-         "Held-out cases only (never trained on): ct-lesions patients 000015 (two sub-volumes) and 000010; "
-         "mr-tumour brain2 (brain1 and breast1 trained); the first 20 Kvasir-SEG and 15 PH2 images of "
-         "their `val` splits. These are small-data numbers (3 CT lesion patients, one brain tumour "
-         "and one breast lesion, 170 polyp and 50 dermoscopy pictures for training): read them as such.", "",
+         f"Command: `{cmd}` (weights `{findings.card.get('name', '?')}`, trained by "
+         "`python -m medground.train.findings --config <its config>`).", "",
+         "Held-out cases only (never trained on): " + ", ".join(f"{n} {k}" for n, k in per.items() if k)
+         + (" (the pictures: their whole `test` split)" if args is not None and args.split == "test"
+            else " (the pictures: the first of their `val` split)")
+         + f". Training slices / pictures of this head (no augmented copies): {trained}. Small data: read "
+         "the volumes' figures as such.", "",
          "Dice: 3D per volume (CT, MR), 2D per picture, mean over cases (min-max). "
          "Text = `segment_text` with the prompt (organ + findings heads, as the CLI runs it); "
          "organ head only = the same prompt without the findings head (before this head existed); "

@@ -269,8 +269,12 @@ def merge_caches(dirs: list[str | Path], out: str | Path) -> Path:
     return out
 
 
-def heldout_cases(cfg: dict) -> list[tuple[str, Path, dict]]:
-    """(dataset name, dataset root, case record) of every validation (held-out) case of the config."""
+def heldout_cases(cfg: dict, split: str = "val") -> list[tuple[str, Path, dict]]:
+    """(dataset name, dataset root, case record) of every validation (held-out) case of the config.
+
+    ``split="test"``: a dataset validated on its own ``val`` split gives its whole ``test`` split instead (cases
+    never used to train or to choose anything); the others (validated on named cases or on val + test) keep their
+    validation cases."""
     from medground.data import read_dataset
     from medground.data.layout import read_splits
 
@@ -282,9 +286,11 @@ def heldout_cases(cfg: dict) -> list[tuple[str, Path, dict]]:
         splits = read_splits(droot)
         by_id = {c["id"]: c for c in ds["cases"]}
         ids: list[str] = []
-        for s in e.get("val", []):
+        names = list(e.get("val", []))
+        test = split == "test" and names == ["val"] and "test" in splits
+        for s in ["test"] if test else names:
             ids += list(splits[s]) if s in ("train", "val", "test") else [s]
-        if e.get("max_val") is not None:
+        if e.get("max_val") is not None and not test:
             ids = ids[: int(e["max_val"])]
         out += [(e["name"], droot, by_id[c]) for c in ids]
     return out
