@@ -170,6 +170,24 @@ def test_shipped_findings_weights_load_and_run():
     assert r == {"liver": "organs", "lesion": "findings", "skin_lesion": "findings"}
 
 
+def test_shipped_findings_calibration_covers_the_picture_findings_only():
+    """The packaged findings head draws polyps and skin lesions with an 8-pixel box margin (chosen on the
+    validation pictures, benchmarks/tune_findings.py); "lesion", shared with CT and MR volumes, keeps the default."""
+    from medground.models.grounding import load_findings
+    from medground.segment.text import TextConfig, box_margin, mask_mode
+
+    b = load_findings()
+    cfg = TextConfig()
+    for t in ("polyp", "colorectal_polyp", "skin_lesion"):
+        assert box_margin(t, b, cfg) == 8.0 and mask_mode(t, b, cfg) == "decoder"
+    for t in ("lesion", "brain_tumor", "tumor"):
+        assert box_margin(t, b, cfg) == 0.0 and t not in b.calibration
+    assert box_margin("polyp", b, TextConfig(box_margin=0)) == 0.0  # a user's setting overrides it
+    card = json.loads(FINDINGS_WEIGHTS.with_suffix(".card.json").read_text())
+    assert "tune_findings.py" in card["calibration_chosen"]
+    assert card["heldout_scores"]["endoscopy-kvasir"]["split"] == "test"
+
+
 # --------------------------------------------------------------------------- mask sources
 class NoDecoderSAM(StubSAM):
     def decode(self, *a, **k):  # the heat mode must not need the decoder
