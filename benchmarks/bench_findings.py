@@ -117,20 +117,28 @@ def main(argv=None) -> None:
     print(Path(a.out).read_text())
 
 
+def _rel(path) -> str:
+    p = Path(path).resolve()
+    return str(p.relative_to(ROOT)) if p.is_relative_to(ROOT) else str(path)
+
+
+def _command(args, out: Path) -> str:
+    """The command line that reproduces this run (options left at their defaults not shown)."""
+    from medground.models.grounding import FINDINGS_WEIGHTS
+
+    cmd = "nice -n 10 env OMP_NUM_THREADS=1 python benchmarks/bench_findings.py"
+    for key, default in (("config", ROOT / "configs/textseg_findings.yaml"), ("weights", FINDINGS_WEIGHTS)):
+        if Path(getattr(args, key)).resolve() != Path(default).resolve():
+            cmd += f" --{key} {_rel(getattr(args, key))}"
+    if args.split != "val":
+        cmd += f" --split {args.split}"
+    return cmd + f" --out {_rel(out)}"
+
+
 def write_md(rows, out: Path, secs: float, model, findings, args=None) -> None:
     names = list(OWN)
-    cmd = "nice -n 10 env OMP_NUM_THREADS=1 python benchmarks/bench_findings.py"
-    if args is not None:
-        from medground.models.grounding import FINDINGS_WEIGHTS
-
-        default = argparse.Namespace(config=str(ROOT / "configs/textseg_findings.yaml"),
-                                     weights=str(FINDINGS_WEIGHTS), split="val")
-        for k in ("config", "weights", "split"):
-            v = getattr(args, k)
-            if k == "split" and v != default.split or k != "split" and Path(v).resolve() != Path(getattr(default, k)).resolve():
-                shown = Path(v).resolve().relative_to(ROOT) if k != "split" and Path(v).resolve().is_relative_to(ROOT) else v
-                cmd += f" --{k} {shown}"
-        cmd += f" --out {out.resolve().relative_to(ROOT) if out.resolve().is_relative_to(ROOT) else out}"
+    cmd = _command(args, out) if args is not None else \
+        "nice -n 10 env OMP_NUM_THREADS=1 python benchmarks/bench_findings.py"
     per = {n: len({r["case"] for r in rows if r["dataset"] == n}) for n in names}
     train = (findings.card.get("datasets") or {})
     trained = ", ".join(f"{n} {train[n].get('train', 0)}" for n in names if n in train)

@@ -93,7 +93,7 @@ def main(argv=None) -> None:
             best = first
         t = term_of[p]
         if a.choose:
-            choice[t] = {**choice.get(t, {}), **variants[best]}
+            choice[t] = dict(variants[best])  # replaces the term's earlier setting; unscored terms keep theirs
         lines.append(f"| {p} | {t} | {best if a.choose else ''} | " + " | ".join(f"{mean[n]:.3f}" for n in variants) + " |")
     text = "\n".join(lines) + "\n"
     print(text)
