@@ -50,7 +50,11 @@ def main(argv=None) -> None:
     ap.add_argument("--choose", action="store_true")
     ap.add_argument("--write", default=None, help="with --choose: record the choices in this checkpoint")
     ap.add_argument("--out", default=None)
+    ap.add_argument("--with-lesion", action="store_true",
+                    help='also score (and with --choose, set) "lesion" on both kinds of picture; the setting then '
+                         "applies to CT and MR volumes too: check them with bench_findings.py")
     a = ap.parse_args(argv)
+    prompts_of = {d: ps + (["lesion"] if a.with_lesion else []) for d, ps in PROMPTS.items()}
     variants = {}
     for v in a.variants:
         name, _, js = v.partition("=")
@@ -59,12 +63,12 @@ def main(argv=None) -> None:
         if bad:
             raise SystemExit(f"variant {name}: {sorted(bad)} are not calibrated keys ({', '.join(CALIBRATED)})")
     onto = Ontology.default()
-    term_of = {p: onto.resolve(p).ids[0] for ps in PROMPTS.values() for p in ps}
+    term_of = {p: onto.resolve(p).ids[0] for ps in prompts_of.values() for p in ps}
     findings = load_findings(a.weights)
     model = CachedEncoder(load_model("litemedsam"), a.emb_cache)
     dice: dict[str, dict[str, list[float]]] = {}
     t0 = time.time()
-    for ds, prompts in PROMPTS.items():
+    for ds, prompts in prompts_of.items():
         root = Path(a.root) / ds
         cases = list_cases(root, a.split)
         for c in tqdm(cases, desc=f"{ds} {a.split}", file=sys.stderr):
@@ -79,7 +83,7 @@ def main(argv=None) -> None:
     secs = time.time() - t0
     first = next(iter(variants))
     lines = [f"Command: `python benchmarks/tune_findings.py --split {a.split} --variants "
-             + " ".join(f"'{n}={json.dumps(v)}'" for n, v in variants.items()) + (" --choose" if a.choose else "")
+             + " ".join(f"'{n}={json.dumps(v)}'" for n, v in variants.items()) + (" --with-lesion" if a.with_lesion else "") + (" --choose" if a.choose else "")
              + "`", "",
              f"Findings head `{findings.card.get('name', '?')}`; Dice per picture, mean over the `{a.split}` split "
              f"({', '.join(f'{d} {len(list_cases(Path(a.root) / d, a.split))}' for d in PROMPTS)}); "
@@ -93,7 +97,8 @@ def main(argv=None) -> None:
             best = first
         t = term_of[p]
         if a.choose:
-            choice[t] = dict(variants[best])  # replaces the term's earlier setting; unscored terms keep theirs
+            # every variant ran on top of the checkpoint's calibration (keys it does not name: "auto")
+            choice[t] = {**choice.get(t, {}), **variants[best]}
         lines.append(f"| {p} | {t} | {best if a.choose else ''} | " + " | ".join(f"{mean[n]:.3f}" for n in variants) + " |")
     text = "\n".join(lines) + "\n"
     print(text)
