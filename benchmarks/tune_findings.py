@@ -45,10 +45,13 @@ def main(argv=None) -> None:
     ap.add_argument("--split", default="val")
     ap.add_argument("--weights", default=str(FINDINGS_WEIGHTS), help="findings head checkpoint to score")
     ap.add_argument("--emb-cache", default="cache/tune_emb")
-    ap.add_argument("--variants", nargs="+", default=['decoder={}'])
+    ap.add_argument("--variants", nargs="+", default=['as_is={}'],
+                    help="name={calibrated keys}; each runs on top of the checkpoint's calibration, the first is the "
+                         "reference a choice must beat")
     ap.add_argument("--margin", type=float, default=0.01)
     ap.add_argument("--choose", action="store_true")
-    ap.add_argument("--write", default=None, help="with --choose: record the choices in this checkpoint")
+    ap.add_argument("--write", default=None,
+                    help="with --choose: record the choices in this checkpoint (a copy of --weights)")
     ap.add_argument("--out", default=None)
     ap.add_argument("--with-lesion", action="store_true",
                     help='also score (and with --choose, set) "lesion" on both kinds of picture; the setting then '
@@ -82,13 +85,13 @@ def main(argv=None) -> None:
                     dice.setdefault(p, {}).setdefault(name, []).append(dice_score(r.mask, ref))
     secs = time.time() - t0
     first = next(iter(variants))
+    flags = (" --with-lesion" if a.with_lesion else "") + (" --choose" if a.choose else "")
     lines = [f"Command: `python benchmarks/tune_findings.py --split {a.split} --variants "
-             + " ".join(f"'{n}={json.dumps(v)}'" for n, v in variants.items()) + (" --with-lesion" if a.with_lesion else "") + (" --choose" if a.choose else "")
-             + "`", "",
+             + " ".join(f"'{n}={json.dumps(v)}'" for n, v in variants.items()) + flags + "`", "",
              f"Findings head `{findings.card.get('name', '?')}`; Dice per picture, mean over the `{a.split}` split "
              f"({', '.join(f'{d} {len(list_cases(Path(a.root) / d, a.split))}' for d in PROMPTS)}); "
              f"{secs:.0f} s.", "",
-             "| prompt | term | chosen | " + " | ".join(variants) + " |", "|---|---|---|" + "---:|" * len(variants)]
+             "| prompt | term | best (by the margin rule) | " + " | ".join(variants) + " |", "|---|---|---|" + "---:|" * len(variants)]
     choice: dict[str, dict] = dict(findings.calibration or {})
     for p, by in dice.items():
         mean = {n: float(np.mean(v)) for n, v in by.items()}
@@ -99,7 +102,7 @@ def main(argv=None) -> None:
         if a.choose:
             # every variant ran on top of the checkpoint's calibration (keys it does not name: "auto")
             choice[t] = {**choice.get(t, {}), **variants[best]}
-        lines.append(f"| {p} | {t} | {best if a.choose else ''} | " + " | ".join(f"{mean[n]:.3f}" for n in variants) + " |")
+        lines.append(f"| {p} | {t} | {best} | " + " | ".join(f"{mean[n]:.3f}" for n in variants) + " |")
     text = "\n".join(lines) + "\n"
     print(text)
     if a.out:
