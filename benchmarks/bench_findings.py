@@ -135,18 +135,16 @@ def _command(args, out: Path) -> str:
     return cmd + f" --out {_rel(out)}"
 
 
-def write_md(rows, out: Path, secs: float, model, findings, args=None) -> None:
+def write_md(rows, out: Path, secs: float, model, findings, args) -> None:
     names = list(OWN)
-    cmd = _command(args, out) if args is not None else \
-        "nice -n 10 env OMP_NUM_THREADS=1 python benchmarks/bench_findings.py"
     per = {n: len({r["case"] for r in rows if r["dataset"] == n}) for n in names}
     train = (findings.card.get("datasets") or {})
     trained = ", ".join(f"{n} {train[n].get('train', 0)}" for n in names if n in train)
     L = ["# Text-prompted segmentation of findings (second grounding head)", "",
-         f"Command: `{cmd}` (weights `{findings.card.get('name', '?')}`, trained by "
+         f"Command: `{_command(args, out)}` (weights `{findings.card.get('name', '?')}`, trained by "
          "`python -m medground.train.findings --config <its config>`).", "",
          "Held-out cases only (never trained on): " + ", ".join(f"{n} {k}" for n, k in per.items() if k)
-         + (" (the pictures: their whole `test` split)" if args is not None and args.split == "test"
+         + (" (the pictures: their whole `test` split)" if args.split == "test"
             else " (the pictures: the first of their `val` split)")
          + f". Training slices / pictures of this head (no augmented copies): {trained}. Small data: read "
          "the volumes' figures as such.", "",

@@ -1,14 +1,15 @@
 """Per-term inference settings of the findings head on pictures, chosen on validation pictures.
 
     python benchmarks/tune_findings.py --split val --choose --write <copy of grounding_findings.pt> \
-        --variants 'decoder={}' 'heat={"mask_from": "heat"}' 'margin4={"box_margin": 4}' \
+        --variants 'as_is={}' 'heat={"mask_from": "heat"}' 'margin4={"box_margin": 4}' \
         --out benchmarks/results/findings_calibration_val.md
 
 The organ head's settings (mask source, box margin, ...) were chosen per term on validation patients
 (tune_textseg.py); the findings head had none, so every finding was drawn by LiteMedSAM inside the heat box.
-Here each variant is a set of calibrated keys (``medground.models.grounding.CALIBRATED``) applied to the picture
-findings only (polyp, colorectal polyp, skin lesion: terms seen in colonoscopy and dermoscopy pictures alone;
-"lesion", shared with CT and MR volumes, is left alone). Every picture of the chosen split is segmented with
+Here each variant is a set of calibrated keys (``medground.models.grounding.CALIBRATED``), run on top of the
+checkpoint's calibration, applied to the picture findings only (polyp, colorectal polyp, skin lesion: terms seen in
+colonoscopy and dermoscopy pictures alone; "lesion", shared with CT and MR volumes, only with ``--with-lesion``,
+since its setting would hold for the volumes too). Every picture of the chosen split is segmented with
 each variant; per term the best mean Dice wins, another than the first only when it beats it by ``--margin``.
 Report the choice on the pictures' test split: ``bench_findings.py --split test --weights <the copy>``.
 """
@@ -70,10 +71,12 @@ def main(argv=None) -> None:
     findings = load_findings(a.weights)
     model = CachedEncoder(load_model("litemedsam"), a.emb_cache)
     dice: dict[str, dict[str, list[float]]] = {}
+    n_cases: dict[str, int] = {}
     t0 = time.time()
     for ds, prompts in prompts_of.items():
         root = Path(a.root) / ds
         cases = list_cases(root, a.split)
+        n_cases[ds] = len(cases)
         for c in tqdm(cases, desc=f"{ds} {a.split}", file=sys.stderr):
             img = medground.load(root / c["image"])
             lab = medground.load(root / c["label"], check=False).data
@@ -89,7 +92,7 @@ def main(argv=None) -> None:
     lines = [f"Command: `python benchmarks/tune_findings.py --split {a.split} --variants "
              + " ".join(f"'{n}={json.dumps(v)}'" for n, v in variants.items()) + flags + "`", "",
              f"Findings head `{findings.card.get('name', '?')}`; Dice per picture, mean over the `{a.split}` split "
-             f"({', '.join(f'{d} {len(list_cases(Path(a.root) / d, a.split))}' for d in PROMPTS)}); "
+             f"({', '.join(f'{d} {k}' for d, k in n_cases.items())}); "
              f"{secs:.0f} s.", "",
              "| prompt | term | best (by the margin rule) | " + " | ".join(variants) + " |", "|---|---|---|" + "---:|" * len(variants)]
     choice: dict[str, dict] = dict(findings.calibration or {})
